@@ -1,0 +1,271 @@
+"""``nova-xloud``: put the nova-xloud patch series onto upstream Nova."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from nova_xloud import releases
+from nova_xloud.series import errors
+from nova_xloud.series import gitflow
+from nova_xloud.series import sdist
+from nova_xloud.series import series as series_mod
+from nova_xloud.series import target as target_mod
+
+
+def _say(message):
+    print(message, flush=True)
+
+
+def _release(name):
+    release = releases.get(name)
+    if release is None:
+        raise errors.UsageError('unknown release %r; supported: %s'
+                                % (name, ', '.join(releases.names())))
+    return release
+
+
+def _patches(args, release):
+    return series_mod.load(release, args.patches_dir)
+
+
+def cmd_releases(args):
+    rows = [('RELEASE', 'NOVA', 'PATCHES', 'TESTED')]
+    for release in releases.RELEASES:
+        rows.append((release.name, release.nova_version,
+                     str(len(_patches(args, release))),
+                     'yes' if release.tested else 'no'))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        _say('  '.join(cell.ljust(width)
+                       for cell, width in zip(row, widths)).rstrip())
+
+
+def _fetch_sdist(args, release):
+    _say('[fetch] nova %s for %s' % (release.nova_version, release.name))
+    return sdist.download(release, args.cache_dir, report=_indent)
+
+
+def _indent(message):
+    _say('  ' + message)
+
+
+def cmd_fetch(args):
+    release = _release(args.release)
+    archive = _fetch_sdist(args, release)
+    dest = args.dest or os.path.join(args.cache_dir, 'src')
+    tree = sdist.unpack(release, archive, dest, report=_indent)
+    _say(tree)
+
+
+def cmd_apply(args):
+    release = _release(args.release)
+    target = target_mod.find(args.target)
+    _say('[apply] %s: nova %s (read from %s)'
+         % (target.root, target.nova_version, target.version_source))
+    if args.reverse:
+        series_mod.reverse(release, target, dry_run=args.dry_run,
+                           report=_indent)
+    else:
+        series_mod.apply(release, target, _patches(args, release),
+                         dry_run=args.dry_run, report=_indent)
+
+
+def cmd_status(args):
+    target = target_mod.find(args.target)
+    state = series_mod.status(target)
+    if args.format == 'json':
+        _say(json.dumps(state, indent=2, sort_keys=True))
+        return
+    _say('target:        %s' % state['target'])
+    _say('nova version:  %s (read from %s)'
+         % (state['nova_version'], state['version_source']))
+    _say('release:       %s' % (state['release'] or 'not supported'))
+    if not state['applied']:
+        _say('series:        not applied')
+        return
+    _say('series:        %s, applied (%d patches)'
+         % (state['applied_release'], len(state['patches'])))
+    for name in state['patches']:
+        _say('  %s' % name)
+    if state['changed_since']:
+        _say('changed since: %s' % ', '.join(state['changed_since']))
+    else:
+        _say('changed since: nothing')
+
+
+def _patched_tree(args, release, parent):
+    archive = _fetch_sdist(args, release)
+    tree = sdist.unpack_fresh(release, archive, parent)
+    _say('[apply] the %s series onto %s' % (release.name, tree))
+    series_mod.apply(release, target_mod.find(tree),
+                     _patches(args, release), report=_indent)
+    return tree
+
+
+def _build(args, release, out_dir):
+    with tempfile.TemporaryDirectory(prefix='nova-xloud-build-') as work:
+        tree = _patched_tree(args, release, work)
+        _say('[build] wheel into %s' % out_dir)
+        wheel = sdist.build_wheel(release, tree, out_dir, report=_indent)
+    _say(wheel)
+    return wheel
+
+
+def cmd_build(args):
+    release = _release(args.release)
+    _build(args, release, os.path.abspath(args.out))
+
+
+def _installed_nova_root():
+    """The directory holding the nova package pip just installed."""
+    probe = ('import importlib.util, os; '
+             "print(os.path.dirname(os.path.dirname("
+             "importlib.util.find_spec('nova').origin)))")
+    result = subprocess.run([sys.executable, '-c', probe],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise errors.SeriesError('nova is not importable after the install:'
+                                 '\n%s' % result.stderr.strip())
+    return result.stdout.strip()
+
+
+def cmd_install(args):
+    release = _release(args.release)
+    archive = _fetch_sdist(args, release)
+    requirements, extra = [], []
+    if args.with_tests:
+        unpacked = sdist.unpack(release, archive,
+                                os.path.join(args.cache_dir, 'src'),
+                                report=_indent)
+        requirements.append(os.path.join(unpacked, 'test-requirements.txt'))
+        extra.append('openstack-placement==%s' % release.placement_version)
+    _say('[install] nova %s with the %s upper-constraints'
+         % (release.nova_version, release.name))
+    sdist.install(release, archive, requirements, extra)
+    target = target_mod.find(_installed_nova_root())
+    _say('[apply] %s' % target.root)
+    patches = _patches(args, release)
+    stamp = target.read_stamp()
+    if stamp and not series_mod.same_series(stamp, release, patches):
+        # An earlier install carries an older series: replace it.
+        series_mod.reverse(_release(stamp['release']), target,
+                           report=_indent)
+    series_mod.apply(release, target, patches, report=_indent)
+
+
+def cmd_worktree(args):
+    release = _release(args.release)
+    dest = os.path.abspath(args.dir)
+    if os.path.exists(dest) and os.listdir(dest):
+        raise errors.UsageError('%s exists and is not empty' % dest)
+    patches = _patches(args, release)
+    archive = _fetch_sdist(args, release)
+    parent = os.path.dirname(dest)
+    with tempfile.TemporaryDirectory(dir=parent, prefix='.nova-xloud-') as w:
+        tree = sdist.unpack_fresh(release, archive, w)
+        _say('[worktree] git repository of nova %s' % release.nova_version)
+        gitflow.init_worktree(tree, release)
+        gitflow.am_patches(tree, patches, report=_indent)
+        if os.path.exists(dest):
+            os.rmdir(dest)
+        os.replace(tree, dest)
+    _say('%s: upstream import plus %d commits' % (dest, len(patches)))
+
+
+def cmd_export(args):
+    release = _release(args.release)
+    tree = os.path.abspath(args.dir)
+    if not os.path.isdir(os.path.join(tree, '.git')):
+        raise errors.UsageError('%s is not a git worktree' % tree)
+    patches_dir = args.patches_dir or series_mod.default_patches_dir()
+    _say('[export] %s -> %s' % (tree, os.path.join(patches_dir,
+                                                   release.name)))
+    gitflow.export(tree, release, patches_dir, report=_indent)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='nova-xloud',
+        description='Apply, check, reverse, build and maintain the '
+                    'nova-xloud patch series on upstream Nova.')
+    parser.add_argument('--patches-dir', default=None,
+                        help='directory holding RELEASE/series (default: '
+                             '$%s, the checkout, or the installed data)'
+                             % series_mod.PATCHES_ENV)
+    parser.add_argument('--cache-dir', default=sdist.default_cache_dir(),
+                        help='where sdists, trees and wheels are cached '
+                             '(default: %(default)s)')
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+    commands.required = True
+
+    sub = commands.add_parser('releases', help='list supported releases')
+    sub.set_defaults(func=cmd_releases)
+
+    sub = commands.add_parser('fetch', help='download and unpack a sdist')
+    sub.add_argument('release')
+    sub.add_argument('--dest', help='parent directory of the unpacked tree')
+    sub.set_defaults(func=cmd_fetch)
+
+    sub = commands.add_parser('apply', help='apply (or reverse) a series')
+    sub.add_argument('release')
+    sub.add_argument('target', help='a Nova source tree, or the directory '
+                                    'holding an installed nova/ package')
+    sub.add_argument('--dry-run', action='store_true',
+                     help='check only; change nothing')
+    sub.add_argument('--reverse', action='store_true',
+                     help='take the applied series back out')
+    sub.set_defaults(func=cmd_apply)
+
+    sub = commands.add_parser('status', help='show what a target carries')
+    sub.add_argument('target')
+    sub.add_argument('--format', choices=('text', 'json'), default='text')
+    sub.set_defaults(func=cmd_status)
+
+    sub = commands.add_parser('build', help='build a patched Nova wheel')
+    sub.add_argument('release')
+    sub.add_argument('--out', default='dist',
+                     help='directory for the wheel (default: %(default)s)')
+    sub.set_defaults(func=cmd_build)
+
+    sub = commands.add_parser(
+        'install', help="pip install the release's Nova here, with its "
+                        'upper-constraints, and apply the series to it')
+    sub.add_argument('release')
+    sub.add_argument('--with-tests', action='store_true',
+                     help="also install Nova's test requirements and "
+                          'placement (for the functional tests)')
+    sub.set_defaults(func=cmd_install)
+
+    sub = commands.add_parser('worktree',
+                              help='git repository with a commit a patch')
+    sub.add_argument('release')
+    sub.add_argument('dir')
+    sub.set_defaults(func=cmd_worktree)
+
+    sub = commands.add_parser('export',
+                              help='write a worktree back as the series')
+    sub.add_argument('dir')
+    sub.add_argument('release')
+    sub.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except errors.SeriesError as exc:
+        print('nova-xloud %s: error: %s' % (args.command, exc),
+              file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tooling that puts the nova-xloud patch series onto an upstream Nova."""

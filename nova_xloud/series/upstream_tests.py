@@ -1,0 +1,66 @@
+"""Run Nova's own unit test modules for the upstream files a series hooks.
+
+Used by the functional tox environments: a hook that breaks upstream
+behaviour fails Nova's own tests of the file it touches.  The files are
+read from the stamp of the installed, patched Nova.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+from nova_xloud.series import target as target_mod
+
+
+def installed_nova_root():
+    spec = importlib.util.find_spec('nova')
+    if spec is None or not spec.origin:
+        raise SystemExit('nova is not installed in this environment')
+    return os.path.dirname(os.path.dirname(spec.origin))
+
+
+def test_modules(root, files):
+    """Module names of nova/tests/unit/.../test_X.py for each nova/.../X.py"""
+    modules = []
+    for path in sorted(files):
+        if (not path.endswith('.py') or not path.startswith('nova/') or
+                path.startswith('nova/tests/')):
+            continue
+        directory, name = os.path.split(path[len('nova/'):-len('.py')])
+        test_path = os.path.join('nova', 'tests', 'unit', directory,
+                                 'test_%s.py' % name)
+        if os.path.isfile(os.path.join(root, test_path)):
+            modules.append(test_path[:-len('.py')].replace(os.sep, '.'))
+    return modules
+
+
+def main(argv=None):
+    root = installed_nova_root()
+    stamp = target_mod.find(root).read_stamp()
+    if stamp is None:
+        print('the nova in %s carries no nova-xloud series' % root,
+              file=sys.stderr)
+        return 1
+    modules = test_modules(root, stamp['files'])
+    if not modules:
+        print('the series touches no file that has an upstream unit test'
+              ' module', file=sys.stderr)
+        return 1
+    print("Nova's own unit tests of the hooked files: %s"
+          % ', '.join(modules), flush=True)
+    regex = '^(%s)\\.' % '|'.join(m.replace('.', '\\.') for m in modules)
+    with tempfile.TemporaryDirectory(prefix='nova-upstream-tests-') as repo:
+        stestr = [sys.executable, '-m', 'stestr']
+        subprocess.run(stestr + ['init'], cwd=repo, check=True,
+                       stdout=subprocess.DEVNULL)
+        return subprocess.call(
+            stestr + ['--test-path', os.path.join(root, 'nova', 'tests',
+                                                  'unit'),
+                      '--top-dir', root, 'run', regex] + (argv or []),
+            cwd=repo)
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

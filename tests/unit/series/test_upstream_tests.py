@@ -1,0 +1,23 @@
+import fixtures
+import testtools
+
+from nova_xloud.series import upstream_tests
+from tests.unit.series import fakes
+
+
+class TestModulesTestCase(testtools.TestCase):
+
+    def test_each_hooked_file_maps_to_its_upstream_test_module(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        fakes.write(root, 'nova/tests/unit/virt/libvirt/test_config.py', '')
+        fakes.write(root, 'nova/tests/unit/compute/test_api.py', '')
+        modules = upstream_tests.test_modules(root, [
+            'nova/virt/libvirt/config.py', 'nova/compute/api.py',
+            # No upstream test module: left out.
+            'nova/virt/libvirt/guest_hooks.py',
+            # Not code, or tests themselves: left out.
+            'nova/.nova-xloud-series.json',
+            'nova/tests/unit/virt/libvirt/test_config.py'])
+        self.assertEqual(['nova.tests.unit.compute.test_api',
+                          'nova.tests.unit.virt.libvirt.test_config'],
+                         modules)
