@@ -156,23 +156,63 @@ def cmd_install(args):
     series_mod.apply(release, target, patches, report=_indent)
 
 
-def cmd_worktree(args):
-    release = _release(args.release)
-    dest = os.path.abspath(args.dir)
+def _new_directory(path):
+    dest = os.path.abspath(path)
     if os.path.exists(dest) and os.listdir(dest):
         raise errors.UsageError('%s exists and is not empty' % dest)
+    return dest
+
+
+def _worktree_in(args, release, parent):
+    """A worktree of ``release`` built inside ``parent``."""
     patches = _patches(args, release)
     archive = _fetch_sdist(args, release)
-    parent = os.path.dirname(dest)
-    with tempfile.TemporaryDirectory(dir=parent, prefix='.nova-xloud-') as w:
-        tree = sdist.unpack_fresh(release, archive, w)
-        _say('[worktree] git repository of nova %s' % release.nova_version)
-        gitflow.init_worktree(tree, release)
-        gitflow.am_patches(tree, patches, report=_indent)
-        if os.path.exists(dest):
-            os.rmdir(dest)
-        os.replace(tree, dest)
+    tree = sdist.unpack_fresh(release, archive, parent)
+    _say('[worktree] git repository of nova %s' % release.nova_version)
+    gitflow.init_worktree(tree, release)
+    gitflow.am_patches(tree, patches, report=_indent)
+    return tree, patches
+
+
+def _move_into(tree, dest):
+    if os.path.exists(dest):
+        os.rmdir(dest)
+    os.replace(tree, dest)
+
+
+def cmd_worktree(args):
+    release = _release(args.release)
+    dest = _new_directory(args.dir)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(dest),
+                                     prefix='.nova-xloud-') as work:
+        tree, patches = _worktree_in(args, release, work)
+        _move_into(tree, dest)
     _say('%s: upstream import plus %d commits' % (dest, len(patches)))
+
+
+def cmd_rebase(args):
+    source, goal = _release(args.from_release), _release(args.to_release)
+    dest = _new_directory(args.dir)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(dest),
+                                     prefix='.nova-xloud-') as work:
+        tree, _ = _worktree_in(args, source, os.path.join(work, 'from'))
+        goal_root = sdist.unpack_fresh(goal, _fetch_sdist(args, goal),
+                                       os.path.join(work, 'to'))
+        _say('[rebase] %s (nova %s) onto %s (nova %s)' % (
+            source.name, source.nova_version, goal.name, goal.nova_version))
+        results = gitflow.rebase(tree, source, goal, goal_root,
+                                 report=_indent)
+        _move_into(tree, dest)
+    conflicts = [subject for subject, files in results if files]
+    _say('%s: %d commits on nova %s, %d with conflict markers'
+         % (dest, len(results), goal.nova_version, len(conflicts)))
+    if conflicts:
+        raise errors.ConflictError(
+            'resolve the conflict markers in %s (for example with git'
+            ' rebase -i), then: nova-xloud export %s %s'
+            % ('; '.join(conflicts), dest, goal.name))
+    _say('next: run the tests, then nova-xloud export %s %s'
+         % (dest, goal.name))
 
 
 def cmd_export(args):
@@ -244,6 +284,13 @@ def build_parser():
     sub.add_argument('release')
     sub.add_argument('dir')
     sub.set_defaults(func=cmd_worktree)
+
+    sub = commands.add_parser(
+        'rebase', help="carry one release's series onto another release")
+    sub.add_argument('from_release', metavar='FROM')
+    sub.add_argument('to_release', metavar='TO')
+    sub.add_argument('dir', help='new worktree for the TO release')
+    sub.set_defaults(func=cmd_rebase)
 
     sub = commands.add_parser('export',
                               help='write a worktree back as the series')

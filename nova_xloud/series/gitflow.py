@@ -8,6 +8,7 @@ on the commits' content: no dates, no blob hashes, no version signature.
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 
@@ -46,6 +47,10 @@ def git(directory, *args, env=None, check=True):
 
 def init_worktree(tree, release):
     git(tree, 'init', '-q')
+    init_commit(tree, release)
+
+
+def init_commit(tree, release):
     git(tree, *_IDENTITY, 'add', '-A')
     git(tree, *_IDENTITY, 'commit', '-q', '-m',
         IMPORT_SUBJECT % release.nova_version)
@@ -145,15 +150,19 @@ def export(tree, release, patches_dir, report=print):
     known = _existing_names_by_subject(directory)
     disabled = _disabled_entries(series_path)
     exported = []
+    texts = []
     for subject, text in format_patches(tree):
         name = known.get(subject) or slug(subject)
         if name in exported:
             raise errors.SeriesError('two commits in %s have the subject %r'
                                      % (tree, subject))
+        check_no_conflict_markers(name, text)
         exported.append(name)
-        path = os.path.join(directory, name)
-        os.makedirs(directory, exist_ok=True)
-        with open(path, 'w', encoding='utf-8', newline='\n') as handle:
+        texts.append(text)
+    os.makedirs(directory, exist_ok=True)
+    for name, text in zip(exported, texts):
+        with open(os.path.join(directory, name), 'w', encoding='utf-8',
+                  newline='\n') as handle:
             handle.write(text)
     lines = [_SERIES_HEADER.format(version=release.nova_version,
                                    release=release.name)]
@@ -168,3 +177,79 @@ def export(tree, release, patches_dir, report=print):
             os.unlink(os.path.join(directory, name))
     report('exported %d patches to %s' % (len(exported), directory))
     return exported
+
+
+_CONFLICT_MARKER = re.compile(r'^\+(<<<<<<<|>>>>>>>) ', re.MULTILINE)
+
+
+def check_no_conflict_markers(name, text):
+    if _CONFLICT_MARKER.search(text):
+        raise errors.ConflictError(
+            '%s still adds conflict markers (<<<<<<< or >>>>>>>); resolve'
+            ' them in its commit before exporting' % name)
+
+
+def _replace_files(tree, new_root):
+    """Make the work tree of ``tree`` hold exactly the files of new_root."""
+    for name in os.listdir(tree):
+        if name != '.git':
+            path = os.path.join(tree, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    for name in os.listdir(new_root):
+        os.replace(os.path.join(new_root, name), os.path.join(tree, name))
+
+
+def _commits_above_base(tree):
+    base = base_commit(tree)
+    return git(tree, 'rev-list', '--reverse', '%s..HEAD' % base
+               ).stdout.split()
+
+
+def _pick(tree, commit):
+    """Cherry-pick ``commit``; the files left conflicted, or None if empty."""
+    if git(tree, *_IDENTITY, 'cherry-pick', commit,
+           check=False).returncode == 0:
+        return []
+    conflicted = git(tree, 'diff', '--name-only', '--diff-filter=U'
+                     ).stdout.split()
+    if not conflicted:
+        # Nothing left to change: upstream carries the hook already.
+        git(tree, *_IDENTITY, 'cherry-pick', '--skip')
+        return None
+    git(tree, 'add', '-A')
+    git(tree, *_IDENTITY, '-c', 'core.editor=true', 'cherry-pick',
+        '--continue')
+    return conflicted
+
+
+def rebase(tree, from_release, to_release, to_root, report=print):
+    """Carry the commits of a worktree onto another upstream release.
+
+    Each commit is cherry-picked, which is a three-way merge between the
+    file it patched, that file with the patch, and the new upstream file.
+    A conflicted commit is kept with its conflict markers, and listed, so
+    one run shows every conflict of the series.
+
+    :returns: list of (subject, conflicted files or None when the change
+        is upstream already)
+    """
+    commits = _commits_above_base(tree)
+    git(tree, 'branch', '-q', 'xloud-%s' % from_release.name)
+    git(tree, 'checkout', '-q', '--orphan', 'xloud-%s-rebased'
+        % to_release.name)
+    git(tree, 'rm', '-rq', '--cached', '.')
+    _replace_files(tree, to_root)
+    init_commit(tree, to_release)
+    results = []
+    for commit in commits:
+        subject = git(tree, 'log', '-1', '--format=%s', commit).stdout.strip()
+        conflicted = _pick(tree, commit)
+        report('%-9s %s%s' % (
+            'upstream' if conflicted is None else
+            'CONFLICT' if conflicted else 'clean', subject,
+            ' (%s)' % ', '.join(conflicted) if conflicted else ''))
+        results.append((subject, conflicted))
+    return results
