@@ -309,6 +309,11 @@ def main(argv=None):
         print('nova-xloud %s: error: %s' % (args.command, exc),
               file=sys.stderr, flush=True)
         return exc.exit_code
+    except OSError as exc:
+        print('nova-xloud %s: error: %s%s' % (
+            args.command, '%s: ' % exc.filename if exc.filename else '',
+            exc.strerror or exc), file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -86,3 +86,13 @@ class CommandTestCase(testtools.TestCase):
         self.assertEqual(0, code)
         self.assertIn('"applied": false', out)
         self.assertIn('"nova_version": "29.4.0"', out)
+
+    def test_unreadable_file_is_reported_without_a_traceback(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.engine.PendingTree.read',
+            side_effect=PermissionError(13, 'Permission denied',
+                                        'nova/api.py')))
+        code, _, err = self._run('apply', '2024.1', self.root)
+        self.assertEqual(1, code)
+        self.assertIn('error: nova/api.py: Permission denied', err)
+        self.assertNotIn('Traceback', err)
