@@ -1,0 +1,53 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Configuration options of nova-xloud, all in the ``[xloud]`` group."""
+
+from oslo_config import cfg
+
+import nova.conf
+
+xloud_group = cfg.OptGroup(
+    'xloud',
+    title='nova-xloud options',
+    help='Options of the nova-xloud live vertical scaling extension.')
+
+xloud_opts = [
+    cfg.BoolOpt(
+        'claim_minimum_in_placement',
+        default=True,
+        help="""
+Claim the flavor minimum in placement.
+
+When a flavor has the ``minimum_cpu`` or ``minimum_memory`` extra spec,
+the server is scheduled on, and its placement allocation claims, that
+minimum as VCPU and MEMORY_MB, which packs more servers on a host. Set
+to False to claim the flavor's ``vcpus`` and ``ram`` instead, leaving no
+room to overcommit through the minimum; the guest still boots with the
+minimum. Set the same value on every nova-api, nova-scheduler and
+nova-conductor service and where ``nova-manage placement
+heal_allocations`` runs, since each of them computes allocations.
+"""),
+]
+
+
+def register_opts(conf):
+    conf.register_group(xloud_group)
+    conf.register_opts(xloud_opts, group=xloud_group)
+
+
+def list_opts():
+    return {xloud_group: xloud_opts}
+
+
+CONF = nova.conf.CONF
+register_opts(CONF)
