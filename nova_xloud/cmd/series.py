@@ -135,7 +135,7 @@ def _installed_nova_root():
 def cmd_install(args):
     release = _release(args.release)
     archive = _fetch_sdist(args, release)
-    requirements, extra = [], []
+    requirements, extra = [], list(release.runtime_requirements)
     if args.with_tests:
         unpacked = sdist.unpack(release, archive,
                                 os.path.join(args.cache_dir, 'src'),

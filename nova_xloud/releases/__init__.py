@@ -16,6 +16,8 @@ class Release(object):
     # upper-constraints, which leave out services).
     placement_version: str
     tested: bool
+    # Needed at run time but not declared by that Nova's requirements.
+    runtime_requirements: tuple = ()
 
     @property
     def nova_major(self):
@@ -34,7 +36,10 @@ class Release(object):
 RELEASES = (
     Release('2024.1', '29.4.0',
             '91a804a32ac76aa42dfb78c770462aed759ad9dbcf272872449642405e40c48d',
-            1, '11.0.1', True),
+            1, '11.0.1', True,
+            # nova/virt/__init__.py imports pkg_resources, which
+            # setuptools 82 removed.
+            runtime_requirements=('setuptools<82',)),
     Release('2025.1', '31.3.1',
             '483991f483d72edb3bcb61b4da75199c39da727c7ed255e584ee08aea6162c41',
             1, '13.0.1', False),
