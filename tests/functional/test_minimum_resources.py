@@ -26,9 +26,9 @@ from lxml import etree
 from nova.cmd import manage
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
-from nova.tests.functional.libvirt import base
 
 from nova_xloud.virt import guest_config
+from tests.functional import base
 
 
 class MinimumResourcesTestBase(base.ServersTestBase):

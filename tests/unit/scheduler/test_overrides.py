@@ -10,6 +10,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+from unittest import mock
+
+import fixtures
 from nova import objects
 from nova.scheduler import utils as scheduler_utils
 from nova import test
@@ -52,9 +55,12 @@ class MinimumResourceAmountsTestCase(test.NoDBTestCase):
     def test_resources_from_flavor_agrees(self):
         # heal allocations (nova-manage) and other callers use this path
         flavor = test_resources.make_flavor(minimum_memory='1024')
+        self.useFixture(fixtures.MockPatch(
+            'nova.compute.utils.is_volume_backed_instance',
+            return_value=False))
         self.assertEqual(
             {'VCPU': 4, 'MEMORY_MB': 1024, 'DISK_GB': 1},
-            scheduler_utils._get_resources(flavor, is_bfv=False))
+            scheduler_utils.resources_from_flavor(mock.Mock(), flavor))
 
     def test_unusable_minimum_claims_the_flavor(self):
         flavor = test_resources.make_flavor(
