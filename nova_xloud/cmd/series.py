@@ -10,6 +10,7 @@ import tempfile
 from nova_xloud import releases
 from nova_xloud.series import errors
 from nova_xloud.series import gitflow
+from nova_xloud.series import kolla
 from nova_xloud.series import sdist
 from nova_xloud.series import series as series_mod
 from nova_xloud.series import target as target_mod
@@ -226,6 +227,19 @@ def cmd_export(args):
     gitflow.export(tree, release, patches_dir, report=_indent)
 
 
+def cmd_export_kolla(args):
+    release = _release(args.release)
+    if not release.kolla_patches:
+        _say('note: Kolla %s has no patches_path; build its images with the'
+             ' template override in README ("Building images with Kolla")'
+             % release.name)
+    _say('[export-kolla] %s for Python %s in %s' % (
+        release.name, args.python or release.kolla_python, args.venv))
+    kolla.export(release, _patches(args, release), os.path.abspath(args.dir),
+                 args.python or release.kolla_python, args.venv,
+                 report=_indent)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='nova-xloud',
@@ -284,6 +298,16 @@ def build_parser():
     sub.add_argument('release')
     sub.add_argument('dir')
     sub.set_defaults(func=cmd_worktree)
+
+    sub = commands.add_parser(
+        'export-kolla', help="write the series for Kolla's patches_path")
+    sub.add_argument('release')
+    sub.add_argument('dir', help='the patches_path directory')
+    sub.add_argument('--python', help="Python X.Y of the image's virtualenv "
+                                      '(default: the release\'s Kolla)')
+    sub.add_argument('--venv', default=kolla.DEFAULT_VENV,
+                     help='virtualenv of the image (default: %(default)s)')
+    sub.set_defaults(func=cmd_export_kolla)
 
     sub = commands.add_parser(
         'rebase', help="carry one release's series onto another release")

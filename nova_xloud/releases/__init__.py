@@ -18,6 +18,10 @@ class Release(object):
     tested: bool
     # Needed at run time but not declared by that Nova's requirements.
     runtime_requirements: tuple = ()
+    # Kolla of the same release: whether it applies patches_path (2025.1+)
+    # and the Python of its images' virtualenv (Ubuntu 24.04 base).
+    kolla_patches: bool = True
+    kolla_python: str = '3.12'
 
     @property
     def nova_major(self):
@@ -39,7 +43,8 @@ RELEASES = (
             1, '11.0.1', True,
             # nova/virt/__init__.py imports pkg_resources, which
             # setuptools 82 removed.
-            runtime_requirements=('setuptools<82',)),
+            runtime_requirements=('setuptools<82',),
+            kolla_patches=False, kolla_python='3.10'),
     Release('2025.1', '31.3.1',
             '483991f483d72edb3bcb61b4da75199c39da727c7ed255e584ee08aea6162c41',
             1, '13.0.1', False),
