@@ -21,10 +21,32 @@ def installed_nova_root():
     return os.path.dirname(os.path.dirname(spec.origin))
 
 
+# Upstream files whose tests do not follow the test_<name>.py rule.
+TESTED_BY = {
+    'nova/compute/manager.py': (
+        'nova.tests.unit.compute.test_compute_mgr',
+        'nova.tests.unit.compute.test_compute',
+        'nova.tests.unit.test_service'),
+    'nova/api/openstack/compute/routes.py': (
+        'nova.tests.unit.api.openstack.compute.test_servers',
+        'nova.tests.unit.api.openstack.compute.test_auth',
+        'nova.tests.unit.api.openstack.compute.test_microversions',
+        'nova.tests.unit.api.openstack.compute.test_versions'),
+}
+
+
+def _exists(root, module):
+    return os.path.isfile(os.path.join(root, *module.split('.')) + '.py')
+
+
 def test_modules(root, files):
     """Module names of nova/tests/unit/.../test_X.py for each nova/.../X.py"""
     modules = []
     for path in sorted(files):
+        known = [m for m in TESTED_BY.get(path, ()) if _exists(root, m)]
+        if known:
+            modules.extend(known)
+            continue
         if (not path.endswith('.py') or not path.startswith('nova/') or
                 path.startswith('nova/tests/')):
             continue

@@ -21,3 +21,12 @@ class TestModulesTestCase(testtools.TestCase):
         self.assertEqual(['nova.tests.unit.compute.test_api',
                           'nova.tests.unit.virt.libvirt.test_config'],
                          modules)
+
+    def test_files_tested_by_other_modules(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        fakes.write(root, 'nova/tests/unit/compute/test_compute_mgr.py', '')
+        fakes.write(root, 'nova/tests/unit/test_service.py', '')
+        self.assertEqual(
+            ['nova.tests.unit.compute.test_compute_mgr',
+             'nova.tests.unit.test_service'],
+            upstream_tests.test_modules(root, ['nova/compute/manager.py']))
