@@ -37,6 +37,24 @@ minimum. Set the same value on every nova-api, nova-scheduler and
 nova-conductor service and where ``nova-manage placement
 heal_allocations`` runs, since each of them computes allocations.
 """),
+    cfg.IntOpt(
+        'min_memory_mb',
+        default=256,
+        min=1,
+        help="""
+Smallest memory (MiB) the live adjust API accepts for a server whose flavor
+has no ``minimum_memory`` extra spec (capped at the flavor's ram). Set it on
+nova-api and nova-compute.
+"""),
+    cfg.IntOpt(
+        'describe_timeout',
+        default=10,
+        min=1,
+        help="""
+Seconds nova-api waits for a server's compute service to answer the live
+adjust probe (which tells whether it runs nova-xloud and has a usable memory
+balloon) before it refuses the adjustment with HTTP 409.
+"""),
 ]
 
 
@@ -46,7 +64,8 @@ def register_opts(conf):
 
 
 def list_opts():
-    return {xloud_group: xloud_opts}
+    # oslo-config-generator takes (group, options) pairs.
+    return [(xloud_group, xloud_opts)]
 
 
 CONF = nova.conf.CONF

@@ -207,9 +207,11 @@ def minimum_resources(flavor):
 def current_resources(instance, flavor):
     """Return the vCPUs and memory (MiB) the guest should boot with.
 
-    None in a field means the flavor's maximum. Today this is the flavor
-    minimum; the values persisted by the live adjust API under
-    CURRENT_VCPUS_KEY and CURRENT_MEMORY_MB_KEY in instance.system_metadata
-    will take precedence here.
+    None in a field means the flavor's maximum. The values persisted by
+    the live adjust API under CURRENT_VCPUS_KEY and CURRENT_MEMORY_MB_KEY in
+    instance.system_metadata (never server metadata) when they were stored
+    for this flavor and are in its range, else the flavor minimum.
     """
-    return minimum_resources(flavor)
+    # Imported here: records builds on this module.
+    from nova_xloud import records
+    return records.boot_resources(instance, flavor)

@@ -20,9 +20,9 @@ from nova_xloud import conf
 class ConfTestCase(test.NoDBTestCase):
 
     def test_list_opts(self):
-        opts = conf.list_opts()
-        self.assertEqual(['xloud'], [group.name for group in opts])
-        for opt in opts[conf.xloud_group]:
+        [(group, opts)] = conf.list_opts()
+        self.assertEqual('xloud', group.name)
+        for opt in opts:
             self.assertTrue(opt.help)
 
     def test_registered_for_oslo_config_generator(self):

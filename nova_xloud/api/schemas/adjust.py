@@ -1,0 +1,107 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Request and response JSON schemas of the live adjust API.
+
+Written to the rules of Nova 2026.1: every object, request and response,
+has ``additionalProperties: false``.
+"""
+
+from nova.db import constants as db_const
+
+# Integers, or strings of digits for clients of the original design. A
+# boolean, a float, zero or a negative number are refused here; the range
+# against the flavor is checked by the controller.
+_amount = {
+    'type': ['integer', 'string'],
+    'pattern': '^[1-9][0-9]{0,9}$',
+    'minimum': 1,
+    'maximum': db_const.MAX_INT,
+}
+
+adjust = {
+    'type': 'object',
+    'properties': {
+        'current_vcpus': _amount,
+        'current_memory_mb': _amount,
+        'persist': {'type': 'boolean'},
+    },
+    # At least one of current_vcpus and current_memory_mb: checked by the
+    # controller, whose message names both fields (an anyOf here would hide
+    # the name of an unknown key).
+    'additionalProperties': False,
+}
+
+# GET takes no query parameters.
+show_query = {
+    'type': 'object',
+    'properties': {},
+    'additionalProperties': False,
+}
+
+_uuid = {'type': 'string', 'format': 'uuid'}
+_count = {'type': 'integer', 'minimum': 1}
+_request_id = {'type': 'string', 'pattern': '^req-[0-9a-f-]{36}$'}
+
+adjust_response = {
+    'type': 'object',
+    'properties': {
+        'adjustment': {
+            'type': 'object',
+            'properties': {
+                'server_id': _uuid,
+                'request_id': _request_id,
+                'current_vcpus': _count,
+                'current_memory_mb': _count,
+                'persist': {'type': 'boolean'},
+            },
+            'required': ['server_id', 'request_id', 'current_vcpus',
+                         'current_memory_mb', 'persist'],
+            'additionalProperties': False,
+        },
+    },
+    'required': ['adjustment'],
+    'additionalProperties': False,
+}
+
+show_response = {
+    'type': 'object',
+    'properties': {
+        'adjustment': {
+            'type': 'object',
+            'properties': {
+                'server_id': _uuid,
+                'minimum_vcpus': _count,
+                'current_vcpus': _count,
+                'maximum_vcpus': _count,
+                'minimum_memory_mb': _count,
+                'current_memory_mb': _count,
+                'maximum_memory_mb': _count,
+                'persisted': {'type': 'boolean'},
+                'last_request_id': {
+                    'oneOf': [_request_id, {'type': 'null'}]},
+                'last_status': {
+                    'type': ['string', 'null'],
+                    'enum': ['pending', 'success', 'error', None]},
+                'last_message': {'type': ['string', 'null']},
+            },
+            'required': ['server_id', 'minimum_vcpus', 'current_vcpus',
+                         'maximum_vcpus', 'minimum_memory_mb',
+                         'current_memory_mb', 'maximum_memory_mb',
+                         'persisted', 'last_request_id', 'last_status',
+                         'last_message'],
+            'additionalProperties': False,
+        },
+    },
+    'required': ['adjustment'],
+    'additionalProperties': False,
+}

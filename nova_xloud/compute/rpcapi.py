@@ -1,0 +1,71 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""RPC client of the nova-xloud compute endpoint.
+
+The endpoint lives on the compute topic in its own ``xloud`` namespace with
+its own version, so Nova's compute RPC API and service version are
+untouched. A compute that does not run nova-xloud has no endpoint in that
+namespace and answers the probe with UnsupportedVersion.
+"""
+
+import oslo_messaging as messaging
+
+from nova.compute import rpcapi as compute_rpcapi
+from nova.objects import base as objects_base
+from nova import rpc
+
+from nova_xloud import conf
+
+NAMESPACE = 'xloud'
+VERSION = '1.0'
+
+
+class XloudComputeAPI(object):
+    """Client side of the xloud compute RPC API.
+
+    API version history:
+
+    * 1.0 - describe_host, adjust
+    """
+
+    def __init__(self):
+        self._client = None
+
+    @property
+    def client(self):
+        # Built on first use: the transport is set up after the API
+        # controllers are created.
+        if self._client is None:
+            target = messaging.Target(topic=compute_rpcapi.RPC_TOPIC,
+                                      namespace=NAMESPACE, version=VERSION)
+            self._client = rpc.get_client(
+                target, serializer=objects_base.NovaObjectSerializer())
+        return self._client
+
+    def describe_host(self, ctxt, host, timeout=None):
+        """Ask a compute what it supports; quick, with a short timeout.
+
+        :returns: dict with 'version', 'driver' and 'memory_balloon'
+        :raises: oslo_messaging.MessagingTimeout, UnsupportedVersion or
+            RemoteError when the compute does not run nova-xloud
+        """
+        cctxt = self.client.prepare(
+            server=host, version=VERSION,
+            timeout=timeout or conf.CONF.xloud.describe_timeout)
+        return cctxt.call(ctxt, 'describe_host')
+
+    def adjust(self, ctxt, instance, vcpus, memory_mb, persist, sequence):
+        """Cast an adjustment to the instance's compute."""
+        cctxt = self.client.prepare(server=instance.host, version=VERSION)
+        cctxt.cast(ctxt, 'adjust', instance=instance, vcpus=vcpus,
+                   memory_mb=memory_mb, persist=persist, sequence=sequence)

@@ -1,0 +1,192 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Live vCPU and memory changes of a libvirt guest.
+
+vCPUs go through virDomainSetVcpusFlags, memory through the balloon with
+virDomainSetMemoryFlags; both on the live domain and on its persistent
+config, whether or not the change is persisted (see _flags).
+
+``apply_records`` is a guest config hook (``nova.virt.libvirt.
+guest_config_hooks``): whenever the driver rebuilds the domain XML (hard
+reboot, start, host reboot resume, rebuild, resize) the guest boots with
+the persisted values and the live records of the previous boot are
+dropped.
+"""
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+import nova.conf
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+
+from nova_xloud import records
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+
+class AdjustFailed(exception.NovaException):
+    # A NovaException so that its message becomes the action event's
+    # details and the instance fault's message.
+    msg_fmt = "%(reason)s"
+
+
+def _libvirt():
+    # The module nova's libvirt host code uses (fakelibvirt in tests).
+    from nova.virt.libvirt import host
+    return host.libvirt
+
+
+def is_libvirt(driver):
+    return type(driver).__module__.startswith('nova.virt.libvirt')
+
+
+def has_memory_balloon():
+    """Whether this host gives guests a usable virtio memory balloon."""
+    if CONF.libvirt.virt_type not in ('qemu', 'kvm'):
+        return False
+    return CONF.libvirt.mem_stats_period_seconds > 0
+
+
+def _flags():
+    # LIVE and CONFIG even when the change is not persisted. Persisting is
+    # Nova's business: every hard reboot, start, rebuild or resize defines
+    # the domain again from Nova's records, so the libvirt config matters
+    # only to a soft reboot, which relaunches the guest from it. Writing it
+    # keeps a soft-rebooted guest at the values the records show, so a
+    # "persist": false change lasts until the next hard reboot, as the API
+    # promises, and no record claims what the guest does not have.
+    libvirt = _libvirt()
+    return libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+def _domain(driver, instance):
+    return driver._host.get_guest(instance)._domain
+
+
+def _message(error):
+    try:
+        return error.get_error_message() or str(error)
+    except AttributeError:
+        return str(error)
+
+
+def _timed_out(error):
+    libvirt = _libvirt()
+    code = getattr(error, 'get_error_code', lambda: None)()
+    if code == getattr(libvirt, 'VIR_ERR_OPERATION_TIMEOUT', 68):
+        return True
+    return 'timed out' in _message(error)
+
+
+def set_vcpus(driver, instance, count, decrease):
+    """Set the guest's vCPUs; return how many it really has.
+
+    A decrease that libvirt reports as timed out (QEMU does so even when
+    the guest let go of the vCPUs) is re-read from the domain.
+
+    :raises: AdjustFailed with libvirt's message
+    """
+    libvirt = _libvirt()
+    domain = _domain(driver, instance)
+    try:
+        domain.setVcpusFlags(count, _flags())
+        return count
+    except libvirt.libvirtError as e:
+        if not (decrease and _timed_out(e)):
+            raise AdjustFailed(reason='libvirt could not set %d vCPUs: %s'
+                               % (count, _message(e)))
+        LOG.warning('vCPU unplug to %(count)d timed out for %(uuid)s, '
+                    'reading back what the guest has: %(error)s',
+                    {'count': count, 'uuid': instance.uuid,
+                     'error': _message(e)})
+    try:
+        actual = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        domain.setVcpusFlags(actual, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    except libvirt.libvirtError as e:
+        raise AdjustFailed(reason='libvirt timed out removing vCPUs and '
+                           'could not read them back: %s' % _message(e))
+    return actual
+
+
+def set_memory(driver, instance, memory_mb):
+    """Balloon the guest to memory_mb MiB.
+
+    :raises: AdjustFailed with libvirt's message
+    """
+    libvirt = _libvirt()
+    domain = _domain(driver, instance)
+    try:
+        domain.setMemoryFlags(memory_mb * units.Ki, _flags())
+    except libvirt.libvirtError as e:
+        raise AdjustFailed(reason='libvirt could not set memory to %d MiB: '
+                           '%s' % (memory_mb, _message(e)))
+
+
+def apply_records(instance, flavor, image_meta, guest):
+    """Guest config hook: a new boot starts from the persisted values.
+
+    The guest's boot values themselves are set by the
+    ``xloud_current_resources`` hook (resources.current_resources reads
+    the persisted values), so the order of the two hooks does not matter.
+    Drops the live values of the previous boot and the persisted values of
+    another flavor; the caller saves the instance. When a non-persisted
+    adjustment is undone by this boot, the placement allocation is set back
+    to the boot values (best effort).
+    """
+    previous = records.live(instance, flavor)
+    dropped = records.forget_stale_persisted(instance, flavor)
+    dropped = records.forget_live(instance) or dropped
+    if not dropped:
+        return
+    # Not every caller saves the instance afterwards (resume on host boot
+    # does not), so store the change now on a fresh copy, leaving the
+    # caller's pending changes (task state...) to the caller.
+    _save_dropped(instance, flavor)
+    if previous is None:
+        return
+    now = records.current(instance, flavor)
+    if previous != now:
+        _reconcile_allocation(instance, now)
+
+
+def _context(instance):
+    return getattr(instance, '_context', None) or (
+        nova_context.get_admin_context())
+
+
+def _save_dropped(instance, flavor):
+    try:
+        fresh = objects.Instance.get_by_uuid(
+            _context(instance), instance.uuid,
+            expected_attrs=['system_metadata'])
+        records.forget_stale_persisted(fresh, flavor)
+        records.forget_live(fresh)
+        fresh.save()
+    except Exception as e:
+        LOG.warning('Could not store the live adjust records of %(uuid)s '
+                    'for the new boot: %(error)s',
+                    {'uuid': instance.uuid, 'error': e})
+
+
+def _reconcile_allocation(instance, now):
+    from nova_xloud.compute import placement
+    try:
+        placement.set_amounts(_context(instance), instance,
+                              vcpus=now.vcpus, memory_mb=now.memory_mb)
+    except Exception as e:
+        LOG.warning('Could not set the placement allocation of %(uuid)s '
+                    'back to %(now)s after a reboot: %(error)s',
+                    {'uuid': instance.uuid, 'now': now, 'error': e})

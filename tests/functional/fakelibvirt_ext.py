@@ -1,0 +1,164 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Live vCPU and memory calls on Nova's fakelibvirt Domain.
+
+Nova's fake has no setVcpusFlags, setMemoryFlags or vcpusFlags. This
+fixture adds them to fakelibvirt.Domain for the duration of a test,
+keeping a live and a config value per domain (both start from the
+domain XML: ``<vcpu current=...>`` and ``<currentMemory>``), and lets a
+test inject libvirt errors.
+"""
+
+import collections
+
+import fixtures
+from lxml import etree
+from nova.tests.fixtures import libvirt as fakelibvirt
+
+VCPUS = 'vcpus'
+MEMORY_KIB = 'memory_kib'
+
+
+class Injected(object):
+    def __init__(self, message, code, apply_first):
+        self.message = message
+        self.code = code
+        self.apply_first = apply_first
+
+
+class LiveResizeLibvirtFixture(fixtures.Fixture):
+    """Adds the live resize calls to fakelibvirt.Domain."""
+
+    def _setUp(self):
+        self.errors = collections.defaultdict(list)
+        self.calls = []
+        fixture = self
+
+        orig_parse = fakelibvirt.Domain._parse_definition
+
+        def _parse_definition(dom, xml):
+            definition = orig_parse(dom, xml)
+            tree = etree.fromstring(xml)
+            vcpu = tree.find('./vcpu')
+            maximum = int(vcpu.text) if vcpu is not None else 1
+            current = (vcpu.get('current') if vcpu is not None else None)
+            memory = definition.get('memory', 0)
+            current_memory = tree.findtext('./currentMemory')
+            config = {VCPUS: int(current) if current else maximum,
+                      MEMORY_KIB: (int(current_memory) if current_memory
+                                   else memory)}
+            definition['xloud'] = {'max_vcpus': maximum,
+                                   'max_memory_kib': memory,
+                                   'config': config,
+                                   'live': dict(config),
+                                   'xml': (current, current_memory)}
+            return definition
+
+        def _state(dom):
+            return dom._def['xloud']
+
+        def _check(dom, method, flags):
+            fixture.calls.append((method, dom._def['uuid'], flags))
+            queue = fixture.errors.get(method)
+            injected = queue.pop(0) if queue else None
+            if flags & fakelibvirt.VIR_DOMAIN_AFFECT_LIVE and (
+                    not dom.isActive()):
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'Requested operation is not valid: domain is not '
+                    'running',
+                    error_code=fakelibvirt.VIR_ERR_OPERATION_INVALID,
+                    error_domain=fakelibvirt.VIR_FROM_DOMAIN)
+            return injected
+
+        def _set(dom, method, key, value, flags, maximum):
+            injected = _check(dom, method, flags)
+            if injected and not injected.apply_first:
+                raise _error(injected)
+            if value > maximum:
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'invalid argument: requested %s exceeds the maximum %d'
+                    % (key, maximum),
+                    error_code=fakelibvirt.VIR_ERR_INVALID_ARG,
+                    error_domain=fakelibvirt.VIR_FROM_DOMAIN)
+            if flags & fakelibvirt.VIR_DOMAIN_AFFECT_LIVE:
+                _state(dom)['live'][key] = value
+            if flags & fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG:
+                _state(dom)['config'][key] = value
+            if injected:
+                raise _error(injected)
+            return 0
+
+        def setVcpusFlags(dom, nvcpus, flags=0):
+            return _set(dom, 'setVcpusFlags', VCPUS, nvcpus, flags,
+                        _state(dom)['max_vcpus'])
+
+        def setMemoryFlags(dom, memory, flags=0):
+            return _set(dom, 'setMemoryFlags', MEMORY_KIB, memory, flags,
+                        _state(dom)['max_memory_kib'])
+
+        def vcpusFlags(dom, flags=0):
+            if flags & fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG:
+                return _state(dom)['config'][VCPUS]
+            return _state(dom)['live'][VCPUS]
+
+        orig_create = fakelibvirt.Domain.createWithFlags
+
+        def createWithFlags(dom, flags):
+            # A start boots the persistent config, as with real libvirt
+            # (a soft reboot relaunches the guest this way).
+            _state(dom)['live'] = dict(_state(dom)['config'])
+            return orig_create(dom, flags)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain._parse_definition',
+            _parse_definition))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.createWithFlags',
+            createWithFlags))
+        for name, func in (('setVcpusFlags', setVcpusFlags),
+                           ('setMemoryFlags', setMemoryFlags),
+                           ('vcpusFlags', vcpusFlags)):
+            self.useFixture(fixtures.MonkeyPatch(
+                'nova.tests.fixtures.libvirt.Domain.%s' % name, func))
+
+    def inject_error(self, method, message='internal error: injected',
+                     code=fakelibvirt.VIR_ERR_INTERNAL_ERROR,
+                     apply_first=False):
+        """Make the next call of method raise a libvirtError.
+
+        :param apply_first: apply the change before raising (as QEMU does
+            when a vCPU unplug times out although the guest let go)
+        """
+        self.errors[method].append(Injected(message, code, apply_first))
+
+    @staticmethod
+    def live(domain):
+        return dict(domain._def['xloud']['live'])
+
+    @staticmethod
+    def boot_xml(domain):
+        """(<vcpu current>, <currentMemory>) of the defined XML."""
+        return domain._def['xloud']['xml']
+
+    @staticmethod
+    def config(domain):
+        return dict(domain._def['xloud']['config'])
+
+
+def _error(injected):
+    return fakelibvirt.make_libvirtError(
+        fakelibvirt.libvirtError, injected.message,
+        error_code=injected.code, error_domain=fakelibvirt.VIR_FROM_QEMU,
+        error_message=injected.message)

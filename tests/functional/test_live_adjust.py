@@ -1,0 +1,641 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Live adjust end to end with the libvirt driver on fakelibvirt.
+
+The API, conductor, scheduler, placement and a libvirt compute run in
+process; the adjust API is served through the router plugin hook, the cast
+reaches our endpoint through the compute RPC endpoint hook, and the guest
+is changed with setVcpusFlags/setMemoryFlags on an extended fakelibvirt.
+"""
+
+import threading
+import time
+
+import fixtures
+from nova.api.openstack.compute import routes as nova_routes
+from nova.compute import manager as compute_manager
+from nova import context as nova_context
+from nova import objects
+from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.functional.api import client
+from nova.virt.libvirt import driver as libvirt_driver
+from oslo_concurrency import lockutils
+from oslo_utils import units
+
+from nova_xloud.api import compat
+from nova_xloud.api.schemas import adjust as schema
+from nova_xloud import records
+from tests.functional import base
+from tests.functional import fakelibvirt_ext
+
+URL = '/os-xloud-adjust/%s'
+EVENT = 'compute_xloud_adjust'
+
+
+class XloudPluginsFixture(fixtures.Fixture):
+    """Load our plugins through the hooks' entry points, afresh per test.
+
+    The hooks cache their plugins once per process; the caches are cleared
+    so each test sees the installed entry points (and a test may take the
+    RPC endpoint away to play a compute that does not run nova-xloud).
+    """
+
+    def __init__(self, endpoints=True):
+        self.endpoints = endpoints
+
+    def _setUp(self):
+        for func in (nova_routes._plugin_routes,
+                     compute_manager._rpc_endpoint_plugins,
+                     libvirt_driver._guest_config_hooks):
+            func.cache_clear()
+            self.addCleanup(func.cache_clear)
+        if not self.endpoints:
+            self.useFixture(fixtures.MockPatch(
+                'nova.compute.manager._rpc_endpoint_plugins',
+                return_value=[]))
+
+
+class LiveAdjustTestBase(base.ServersTestBase):
+
+    microversion = '2.84'
+    XLOUD_ENDPOINT = True
+
+    def setUp(self):
+        # Before the API fixture builds the router through the hook.
+        self.useFixture(XloudPluginsFixture(endpoints=self.XLOUD_ENDPOINT))
+        super().setUp()
+        self.libvirt_ext = self.useFixture(
+            fakelibvirt_ext.LiveResizeLibvirtFixture())
+        self.start_compute('compute1')
+        self.rp_uuid = self.compute_rp_uuids['compute1']
+
+    # helpers
+
+    def _flavor(self, vcpu=4, memory_mb=4096, **extra_specs):
+        return self._create_flavor(vcpu=vcpu, memory_mb=memory_mb, disk=1,
+                                   ephemeral=0, extra_spec=extra_specs)
+
+    def _boot(self, flavor_id=None):
+        flavor_id = flavor_id or self._flavor(minimum_cpu='2',
+                                              minimum_memory='1024')
+        return self._create_server(flavor_id=flavor_id, networks='none')
+
+    def _post(self, server, body, api=None):
+        api = api or self.admin_api
+        return api.api_post(URL % server['id'], body).body
+
+    def _refused(self, status, server, body, *texts, api=None):
+        api = api or self.admin_api
+        e = self.assertRaises(client.OpenStackApiException, api.api_post,
+                              URL % server['id'], body,
+                              check_response_status=[202])
+        self.assertEqual(status, e.response.status_code, e.response.text)
+        for text in texts:
+            self.assertIn(text, e.response.text)
+        return e
+
+    def _show(self, server, api=None):
+        body = (api or self.admin_api).api_get(URL % server['id']).body
+        compat.validate_response(schema.show_response, body)
+        return body['adjustment']
+
+    def _wait_event(self, server, request_id, result=None):
+        """Poll the action until its compute event has finished."""
+        deadline = time.monotonic() + 20
+        while True:
+            action = self.admin_api.get_instance_action_details(
+                server['id'], request_id)
+            for event in action['events']:
+                if event['event'] == EVENT and event['result']:
+                    if result is not None:
+                        self.assertEqual(result, event['result'], event)
+                    return action, event
+            if time.monotonic() > deadline:
+                self.fail('event %s of %s did not finish: %s' % (
+                    EVENT, request_id, action))
+            time.sleep(0.05)
+
+    def _adjust(self, server, result='Success', **body):
+        response = self._post(server, body)
+        compat.validate_response(schema.adjust_response, response)
+        adjustment = response['adjustment']
+        action, event = self._wait_event(server, adjustment['request_id'],
+                                         result)
+        self.assertEqual('xloud-adjust', action['action'])
+        return adjustment, event
+
+    def _domain(self, server):
+        conn = self.computes['compute1'].driver._host.get_connection()
+        return conn.lookupByUUIDString(server['id'])
+
+    def _live(self, server):
+        live = self.libvirt_ext.live(self._domain(server))
+        return live['vcpus'], live['memory_kib'] // units.Ki
+
+    def _config(self, server):
+        config = self.libvirt_ext.config(self._domain(server))
+        return config['vcpus'], config['memory_kib'] // units.Ki
+
+    def _allocation(self, server):
+        allocations = self._get_allocations_by_server_uuid(server['id'])
+        resources = allocations[self.rp_uuid]['resources']
+        return resources['VCPU'], resources['MEMORY_MB']
+
+    def _current(self, server):
+        shown = self._show(server)
+        return shown['current_vcpus'], shown['current_memory_mb']
+
+    def _assert_state(self, server, expected, persisted=True):
+        """Guest, records (GET) and placement agree on expected."""
+        self.assertEqual(expected, self._live(server))
+        self.assertEqual(expected, self._current(server))
+        self.assertEqual(expected, self._allocation(server))
+        self.assertEqual(persisted, self._show(server)['persisted'])
+
+    def _boot_xml(self, server):
+        return self.libvirt_ext.boot_xml(self._domain(server))
+
+
+class LiveAdjustTestCase(LiveAdjustTestBase):
+
+    def test_show_after_boot(self):
+        server = self._boot()
+        shown = self._show(server)
+        self.assertEqual({
+            'server_id': server['id'],
+            'minimum_vcpus': 2, 'current_vcpus': 2, 'maximum_vcpus': 4,
+            'minimum_memory_mb': 1024, 'current_memory_mb': 1024,
+            'maximum_memory_mb': 4096, 'persisted': True,
+            'last_request_id': None, 'last_status': None,
+            'last_message': None}, shown)
+        self._assert_state(server, (2, 1024))
+
+    def test_up_and_down_both_resources(self):
+        server = self._boot()
+        adjustment, event = self._adjust(server, current_vcpus=4,
+                                         current_memory_mb=3072)
+        self.assertEqual({'server_id': server['id'],
+                          'request_id': adjustment['request_id'],
+                          'current_vcpus': 4, 'current_memory_mb': 3072,
+                          'persist': True}, adjustment)
+        self._assert_state(server, (4, 3072))
+        self.assertEqual((4, 3072), self._config(server))
+        shown = self._show(server)
+        self.assertEqual((adjustment['request_id'], 'success', None),
+                         (shown['last_request_id'], shown['last_status'],
+                          shown['last_message']))
+        self.assertEqual(self.computes['compute1'].host, event['host'])
+
+        # Down again, one resource at a time, strings of digits accepted.
+        self._adjust(server, current_vcpus='3')
+        self._assert_state(server, (3, 3072))
+        adjustment, _ = self._adjust(server, current_memory_mb=2048)
+        self.assertEqual(3, adjustment['current_vcpus'])
+        self._assert_state(server, (3, 2048))
+        self.assertEqual((3, 2048), self._config(server))
+        self.assertEqual(
+            {'VCPU': 3, 'MEMORY_MB': 2048, 'DISK_GB': 1},
+            self._get_provider_usages(self.rp_uuid))
+
+    def test_flavor_without_minimum_uses_defaults(self):
+        server = self._boot(self._flavor())
+        shown = self._show(server)
+        self.assertEqual((1, 4, 4, 256, 4096, 4096), (
+            shown['minimum_vcpus'], shown['current_vcpus'],
+            shown['maximum_vcpus'], shown['minimum_memory_mb'],
+            shown['current_memory_mb'], shown['maximum_memory_mb']))
+        self._adjust(server, current_vcpus=1, current_memory_mb=256)
+        self._assert_state(server, (1, 256))
+
+    def test_libvirt_error(self):
+        server = self._boot()
+        self.libvirt_ext.inject_error(
+            'setVcpusFlags', message='internal error: unable to execute '
+                                     'QEMU command device_add')
+        adjustment, event = self._adjust(server, result='Error',
+                                         current_vcpus=4,
+                                         current_memory_mb=2048)
+        self.assertIn('unable to execute QEMU command device_add',
+                      event['details'])
+        shown = self._show(server)
+        self.assertEqual('error', shown['last_status'])
+        self.assertIn('device_add', shown['last_message'])
+        # Nothing changed and nothing claims otherwise; the API raised the
+        # allocation for the increase and the compute put it back.
+        self._assert_state(server, (2, 1024))
+        server = self.api.get_server(server['id'])
+        self.assertEqual('ACTIVE', server['status'])
+        fault = objects.InstanceFault.get_latest_for_instance(
+            nova_context.get_admin_context(), server['id'])
+        self.assertIn('device_add', fault.message)
+
+    def test_memory_error_after_vcpus_keeps_vcpus(self):
+        server = self._boot()
+        self.libvirt_ext.inject_error('setMemoryFlags',
+                                      message='internal error: balloon')
+        self._adjust(server, result='Error', current_vcpus=3,
+                     current_memory_mb=2048)
+        self._assert_state(server, (3, 1024))
+
+    def test_vcpu_unplug_timeout_reads_back(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=4)
+        # QEMU reports a timeout although the guest let go.
+        self.libvirt_ext.inject_error(
+            'setVcpusFlags', message='operation timed out: vcpu unplug '
+            'request timed out', code=fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+            apply_first=True)
+        self._adjust(server, current_vcpus=2)
+        self._assert_state(server, (2, 1024))
+        self.assertEqual((2, 1024), self._config(server))
+
+    def test_vcpu_unplug_timeout_guest_kept_them(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=4)
+        self.libvirt_ext.inject_error(
+            'setVcpusFlags', message='operation timed out: vcpu unplug '
+            'request timed out', code=fakelibvirt.VIR_ERR_OPERATION_TIMEOUT)
+        _, event = self._adjust(server, result='Error', current_vcpus=2)
+        self.assertIn('the guest has 4 vCPUs, not 2', event['details'])
+        self._assert_state(server, (4, 1024))
+
+    def test_hard_reboot_persisted(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=3072)
+        self._reboot_server(server, hard=True)
+        self.assertEqual(('3', str(3072 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (3, 3072))
+
+    def test_hard_reboot_not_persisted(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=2048)
+        self._adjust(server, current_vcpus=4, current_memory_mb=4096,
+                     persist=False)
+        self._assert_state(server, (4, 4096), persisted=False)
+        self._reboot_server(server, hard=True)
+        self.assertEqual(('3', str(2048 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (3, 2048))
+
+    def test_soft_reboot_keeps_what_is_not_persisted(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=2048)
+        self._adjust(server, current_vcpus=4, current_memory_mb=4096,
+                     persist=False)
+        # A soft reboot relaunches the guest from the libvirt config: it
+        # must come back with what the records show.
+        self.assertEqual((4, 4096), self._config(server))
+        self._reboot_server(server, hard=False)
+        self._assert_state(server, (4, 4096), persisted=False)
+
+    def test_host_reboot_resume(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=2048)
+        self._adjust(server, current_vcpus=4, persist=False)
+        # The host reboots: the guest is gone and the compute restarts.
+        self._domain(server).destroy()
+        self.flags(resume_guests_state_on_host_boot=True)
+        self.restart_compute_service('compute1')
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(('3', str(2048 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (3, 2048))
+
+    def test_stop_start(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3)
+        self._adjust(server, current_memory_mb=3072, persist=False)
+        server = self._stop_server(server)
+        server = self._start_server(server)
+        self._assert_state(server, (3, 1024))
+
+    def test_shutoff(self):
+        server = self._boot()
+        server = self._stop_server(server)
+        self._refused(409, server, {'current_vcpus': 3, 'persist': False},
+                      'only a persisted adjustment')
+        self._adjust(server, current_vcpus=3, current_memory_mb=1536)
+        self.assertEqual((3, 1536), self._current(server))
+        self.assertEqual((3, 1536), self._allocation(server))
+        server = self._start_server(server)
+        self.assertEqual(('3', str(1536 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (3, 1536))
+
+    def test_resize_revert_restores_persisted_values(self):
+        self.flags(allow_resize_to_same_host=True)
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=3072)
+        new_flavor = self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
+                                  minimum_memory='2048')
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver'
+            '.migrate_disk_and_power_off', return_value='{}'))
+        server = self._resize_server(server, new_flavor)
+        self.assertEqual(('3', str(2048 * units.Ki)),
+                         self._boot_xml(server))
+        self._revert_resize(server)
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(('3', str(3072 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (3, 3072))
+
+    def test_resize_back_does_not_resurrect_old_values(self):
+        self.flags(allow_resize_to_same_host=True)
+        flavor_a = self._flavor(minimum_cpu='2', minimum_memory='1024')
+        server = self._boot(flavor_a)
+        self._adjust(server, current_vcpus=3, current_memory_mb=3072)
+        flavor_b = self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
+                                minimum_memory='2048')
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver'
+            '.migrate_disk_and_power_off', return_value='{}'))
+        server = self._resize_server(server, flavor_b)
+        self._confirm_resize(server)
+        server = self._resize_server(server, flavor_a)
+        self._confirm_resize(server)
+        self.assertEqual(('2', str(1024 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (2, 1024))
+
+    def test_rebuild_keeps_persisted_values(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=3072)
+        self._adjust(server, current_vcpus=4, persist=False)
+        server = self._rebuild_server(
+            server, '155d900f-4e14-4e4c-a73d-069cbf4541e6')
+        self.assertEqual(('3', str(3072 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (3, 3072))
+
+    def test_shelve_unshelve_does_not_fail(self):
+        # Moves come in a later issue; until then they must not fail.
+        self.api = self.admin_api  # shelve offload is admin only
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=3072)
+        self.flags(shelved_offload_time=-1)
+        server = self._shelve_server(server, 'SHELVED')
+        self._shelve_offload_server(server)
+        server = self._unshelve_server(server)
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual(('3', str(3072 * units.Ki)),
+                         self._boot_xml(server))
+
+    def test_resize_drops_persisted_values(self):
+        self.flags(allow_resize_to_same_host=True)
+        server = self._boot()
+        self._adjust(server, current_vcpus=4, current_memory_mb=4096)
+        new_flavor = self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
+                                  minimum_memory='2048')
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver'
+            '.migrate_disk_and_power_off', return_value='{}'))
+        server = self._resize_server(server, new_flavor)
+        self._confirm_resize(server)
+        self.assertEqual(('3', str(2048 * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, (3, 2048))
+        self._adjust(server, current_vcpus=6)
+        self._assert_state(server, (6, 2048))
+
+    def _sequence(self, server):
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'],
+            expected_attrs=['system_metadata'])
+        return records.sequence(instance)
+
+    def test_concurrent_adjustments_last_wins(self):
+        server = self._boot()
+        wanted = [(3, 1024), (4, 1536), (2, 2048), (3, 2560)]
+        request_ids = [None] * len(wanted)
+
+        def post(index):
+            vcpus, memory = wanted[index]
+            request_ids[index] = self._post(
+                server, {'current_vcpus': vcpus,
+                         'current_memory_mb': memory}
+            )['adjustment']['request_id']
+
+        # Hold the compute's per-server lock so that all four adjustments
+        # (casts, run as calls by the test RPC fixture) queue up there.
+        lock = lockutils.internal_lock('xloud-adjust-%s' % server['id'])
+        threads = []
+        with lock:
+            for index in range(len(wanted)):
+                thread = threading.Thread(target=post, args=(index,))
+                thread.start()
+                threads.append(thread)
+                deadline = time.monotonic() + 20
+                while self._sequence(server) < index + 1:
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.01)
+        for thread in threads:
+            thread.join()
+        results = [self._wait_event(server, rid)[1] for rid in request_ids]
+        self.assertEqual('Success', results[-1]['result'])
+        self._assert_state(server, (3, 2560))
+        shown = self._show(server)
+        self.assertEqual((request_ids[-1], 'success'),
+                         (shown['last_request_id'], shown['last_status']))
+        # The older ones were dropped, each finishing its event.
+        for event in results[:-1]:
+            self.assertEqual('Error', event['result'])
+            self.assertIn('superseded by a newer adjustment',
+                          event['details'])
+        self.assertEqual(
+            1, len([c for c in self.libvirt_ext.calls
+                    if c[0] == 'setVcpusFlags']))
+
+    def test_sequential_adjustments_apply_in_order(self):
+        server = self._boot()
+        for vcpus, memory in ((4, 4096), (2, 1024), (3, 2048)):
+            self._adjust(server, current_vcpus=vcpus,
+                         current_memory_mb=memory)
+            self._assert_state(server, (vcpus, memory))
+
+
+class LiveAdjustMoveTestCase(LiveAdjustTestBase):
+    """Moves come in a later issue; until then they must not fail."""
+
+    def test_cold_migrate(self):
+        self.api = self.admin_api  # migrate is admin only
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=3072)
+        self.start_compute('compute2')
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver'
+            '.migrate_disk_and_power_off', return_value='{}'))
+        self._migrate_server(server)
+        server = self._wait_for_state_change(server, 'VERIFY_RESIZE')
+        self._confirm_resize(server)
+        server = self.admin_api.get_server(server['id'])
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual('compute2', server['OS-EXT-SRV-ATTR:host'])
+
+    def test_evacuate(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=3072)
+        self.start_compute('compute2')
+        self.computes['compute1'].stop()
+        service = self.admin_api.get_services(host='compute1',
+                                              binary='nova-compute')[0]
+        self.admin_api.put_service_force_down(service['id'], True)
+        server = self._evacuate_server(server, expected_host='compute2',
+                                       expected_state='ACTIVE')
+        self.assertEqual('ACTIVE', server['status'])
+
+
+class LiveAdjustRefusedTestCase(LiveAdjustTestBase):
+
+    def setUp(self):
+        super().setUp()
+        self.server = self._boot()
+
+    def _assert_untouched(self):
+        self._assert_state(self.server, (2, 1024))
+        self.assertEqual([], [a for a in self.admin_api.get_instance_actions(
+            self.server['id']) if a['action'] == 'xloud-adjust'])
+
+    def test_bad_bodies(self):
+        for body, text in (
+                ({'current_vcpus': True}, 'current_vcpus'),
+                ({'current_vcpus': 2.0}, 'current_vcpus'),
+                ({'current_memory_mb': 1.5}, 'current_memory_mb'),
+                ({'current_vcpus': -1}, 'current_vcpus'),
+                ({'current_vcpus': 0}, 'current_vcpus'),
+                ({'current_vcpus': '0'}, 'current_vcpus'),
+                ({'current_vcpus': '2a'}, 'current_vcpus'),
+                ({'current_vcpus': 2, 'persist': 'yes'}, 'persist'),
+                ({'current_vcpus': 2, 'cpus': 2}, 'cpus'),
+                ({'persist': True}, 'current_vcpus'),
+                ([2], 'not of type'),
+                ('2', 'not of type')):
+            self._refused(400, self.server, body, text)
+        for raw, text in (('{}', 'current_vcpus'), ('', 'not of type'),
+                          ('null', 'not of type')):
+            e = self.assertRaises(
+                client.OpenStackApiException, self.admin_api.api_request,
+                URL % self.server['id'], method='POST', body=raw,
+                headers={'Content-Type': 'application/json'},
+                check_response_status=[202])
+            self.assertEqual(400, e.response.status_code)
+            self.assertIn(text, e.response.text)
+        e = self.assertRaises(
+            client.OpenStackApiException, self.admin_api.api_request,
+            URL % self.server['id'], method='POST',
+            check_response_status=[202])
+        self.assertEqual(400, e.response.status_code)
+        self._assert_untouched()
+
+    def test_show_refuses_query_parameters(self):
+        e = self.assertRaises(client.OpenStackApiException,
+                              self.admin_api.api_get,
+                              URL % self.server['id'] + '?verbose=1')
+        self.assertEqual(400, e.response.status_code)
+        self.assertIn('verbose', e.response.text)
+
+    def test_out_of_range(self):
+        self._refused(400, self.server, {'current_vcpus': 5},
+                      'current_vcpus 5', 'from 2 to 4')
+        self._refused(400, self.server, {'current_vcpus': 1},
+                      'current_vcpus 1', 'from 2 to 4')
+        self._refused(400, self.server, {'current_memory_mb': 4097},
+                      'current_memory_mb 4097', 'from 1024 to 4096')
+        self._refused(400, self.server, {'current_memory_mb': 512},
+                      'current_memory_mb 512', 'from 1024 to 4096')
+        self._assert_untouched()
+
+    def test_member_forbidden(self):
+        e = self._refused(403, self.server, {'current_vcpus': 3},
+                          api=self.api)
+        self.assertIn('os-xloud-adjust:update', e.response.text)
+        e = self.assertRaises(client.OpenStackApiException, self.api.api_get,
+                              URL % self.server['id'])
+        self.assertEqual(403, e.response.status_code)
+        self._assert_untouched()
+
+    def test_unknown_server(self):
+        self._refused(404, {'id': '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'},
+                      {'current_vcpus': 3})
+        e = self.assertRaises(
+            client.OpenStackApiException, self.admin_api.api_get,
+            URL % '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2')
+        self.assertEqual(404, e.response.status_code)
+
+    def test_locked(self):
+        self.admin_api.post_server_action(self.server['id'], {'lock': None})
+        self._refused(409, self.server, {'current_vcpus': 3}, 'locked')
+        self._assert_untouched()
+
+    def test_task_in_progress(self):
+        ctxt = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctxt, self.server['id'])
+        instance.task_state = 'rebooting'
+        instance.save()
+        self._refused(409, self.server, {'current_vcpus': 3},
+                      'task in progress')
+        instance.task_state = None
+        instance.save()
+        self._assert_untouched()
+
+    def test_paused(self):
+        self.admin_api.post_server_action(self.server['id'], {'pause': None})
+        self._wait_for_state_change(self.server, 'PAUSED')
+        self._refused(409, self.server, {'current_vcpus': 3}, 'PAUSED')
+
+    def test_compute_down(self):
+        self.computes['compute1'].stop()
+        self.admin_api.put_service_force_down(
+            self.admin_api.get_services(binary='nova-compute')[0]['id'],
+            True)
+        self._refused(409, self.server, {'current_vcpus': 3}, 'is down')
+
+    def test_no_memory_balloon(self):
+        self.flags(mem_stats_period_seconds=0, group='libvirt')
+        self._refused(409, self.server, {'current_memory_mb': 2048},
+                      'no usable memory balloon')
+        self._adjust(self.server, current_vcpus=3)
+
+    def test_full_host(self):
+        inventory = self.placement.get(
+            '/resource_providers/%s/inventories' % self.rp_uuid).body
+        memory = inventory['inventories']['MEMORY_MB']
+        usage = self._get_provider_usages(self.rp_uuid)['MEMORY_MB']
+        memory['reserved'] = memory['total'] - usage - 512
+        self.placement.put(
+            '/resource_providers/%s/inventories/MEMORY_MB' % self.rp_uuid,
+            dict(memory, resource_provider_generation=inventory[
+                'resource_provider_generation']))
+        self._refused(409, self.server, {'current_memory_mb': 2048},
+                      'Placement cannot set MEMORY_MB=2048')
+        self._assert_untouched()
+        self._adjust(self.server, current_memory_mb=1536)
+        self._assert_state(self.server, (2, 1536))
+
+
+class LiveAdjustUnpatchedComputeTestCase(LiveAdjustTestBase):
+
+    XLOUD_ENDPOINT = False
+
+    def test_compute_without_endpoint(self):
+        server = self._boot()
+        self._refused(409, server, {'current_vcpus': 3},
+                      'does not run nova-xloud')
+        self.assertEqual([], self.libvirt_ext.calls)
+        self.assertEqual([], [
+            a for a in self.admin_api.get_instance_actions(server['id'])
+            if a['action'] == 'xloud-adjust'])
+        self.assertEqual((2, 1024), self._allocation(server))
+        # GET needs no compute.
+        self.assertEqual((2, 1024), self._current(server))

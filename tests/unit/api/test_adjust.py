@@ -1,0 +1,312 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import os
+from unittest import mock
+
+import ddt
+import fixtures
+from nova.api.openstack.compute import routes as nova_routes
+from nova.api.openstack import wsgi as os_wsgi
+from nova.compute import vm_states
+from nova import exception
+from nova import objects
+from nova import test
+from nova.tests.unit.api.openstack import fakes
+from nova.tests.unit import fake_instance
+import oslo_messaging as messaging
+from oslo_serialization import jsonutils
+import webob
+
+from nova_xloud.api import adjust
+from nova_xloud.api import compat
+from nova_xloud.api import routes
+from nova_xloud.api.schemas import adjust as schema
+from nova_xloud.compute import placement
+
+UUID = '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'
+
+
+def make_flavor(vcpus=4, memory_mb=4096, **extra_specs):
+    return objects.Flavor(name='xl', flavorid='xl-id', vcpus=vcpus,
+                          memory_mb=memory_mb, root_gb=1, ephemeral_gb=0,
+                          swap=0, extra_specs=extra_specs)
+
+
+@ddt.ddt
+class RequestSchemaTestCase(test.NoDBTestCase):
+
+    def _validate(self, body):
+        compat.validate_response(schema.adjust, body)
+
+    @ddt.data({'current_vcpus': 2}, {'current_memory_mb': 1024},
+              {'current_vcpus': '2', 'current_memory_mb': '1024'},
+              {'current_vcpus': 2, 'persist': False})
+    def test_valid(self, body):
+        self._validate(body)
+
+    @ddt.data(({'current_vcpus': True}, 'current_vcpus'),
+              ({'current_vcpus': 2.0}, 'current_vcpus'),
+              ({'current_memory_mb': 1.5}, 'current_memory_mb'),
+              ({'current_vcpus': 0}, 'current_vcpus'),
+              ({'current_vcpus': -2}, 'current_vcpus'),
+              ({'current_vcpus': '0'}, 'current_vcpus'),
+              ({'current_vcpus': '-2'}, 'current_vcpus'),
+              ({'current_vcpus': ' 2'}, 'current_vcpus'),
+              ({'current_vcpus': '99999999999'}, 'current_vcpus'),
+              ({'current_vcpus': 2 ** 31}, 'current_vcpus'),
+              ({'current_vcpus': None}, 'current_vcpus'),
+              ({'current_vcpus': 2, 'persist': 'true'}, 'persist'),
+              ({'current_vcpus': 2, 'vcpus': 2}, 'vcpus'),
+              (None, 'object'), ([], 'object'), ('2', 'object'))
+    @ddt.unpack
+    def test_invalid(self, body, field):
+        e = self.assertRaises(exception.ValidationError, self._validate,
+                              body)
+        self.assertIn(field, str(e))
+
+    def test_every_object_is_closed(self):
+        def walk(node):
+            if isinstance(node, dict):
+                if node.get('type') == 'object':
+                    self.assertIs(False, node['additionalProperties'])
+                for value in node.values():
+                    walk(value)
+        for value in (schema.adjust, schema.adjust_response,
+                      schema.show_query, schema.show_response):
+            walk(value)
+
+
+class ApiRefSamplesTestCase(test.NoDBTestCase):
+
+    def _sample(self, name):
+        path = os.path.join(os.path.dirname(__file__), '..', '..', '..',
+                            'api-ref', 'source', 'samples', name)
+        with open(path) as f:
+            return jsonutils.loads(f.read())
+
+    def test_samples_match_schemas(self):
+        compat.validate_response(schema.adjust,
+                                 self._sample('adjust-req.json'))
+        compat.validate_response(schema.adjust_response,
+                                 self._sample('adjust-resp.json'))
+        compat.validate_response(schema.show_response,
+                                 self._sample('show-resp.json'))
+
+
+class ControllerTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.controller = adjust.AdjustController()
+        self.req = fakes.HTTPRequest.blank('', use_admin_context=True)
+        self.ctxt = self.req.environ['nova.context']
+        self.instance = fake_instance.fake_instance_obj(
+            self.ctxt, uuid=UUID, host='compute1', node='node1',
+            vm_state=vm_states.ACTIVE, task_state=None, locked=False,
+            flavor=make_flavor(minimum_cpu='2', minimum_memory='1024'),
+            project_id=self.ctxt.project_id)
+        self.instance.system_metadata = {}
+        self.instance.save = mock.Mock()
+        self.instance.refresh = mock.Mock()
+        self.get = self.useFixture(fixtures.MockPatch(
+            'nova.api.openstack.common.get_instance',
+            return_value=self.instance)).mock
+        self.service_get = self.useFixture(fixtures.MockPatch(
+            'nova.objects.Service.get_by_compute_host')).mock
+        self.is_up = self.useFixture(fixtures.MockPatch(
+            'nova.servicegroup.API.service_is_up', return_value=True)).mock
+        self.rpc = mock.Mock()
+        self.rpc.describe_host.return_value = {
+            'version': '1.0', 'live_vcpus': True, 'memory_balloon': True}
+        self.controller.rpcapi = self.rpc
+        self.set_amounts = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.compute.placement.set_amounts')).mock
+        self.action_start = self.useFixture(fixtures.MockPatch(
+            'nova.objects.InstanceAction.action_start')).mock
+
+    def _adjust(self, body):
+        return self.controller.adjust(self.req, UUID, body=body)
+
+    def _assert_nothing_done(self):
+        self.rpc.adjust.assert_not_called()
+        self.action_start.assert_not_called()
+        self.instance.save.assert_not_called()
+
+    def test_adjust(self):
+        result = self._adjust({'current_vcpus': '3'})
+        compat.validate_response(schema.adjust_response, result)
+        self.assertEqual({'adjustment': {
+            'server_id': UUID, 'request_id': self.ctxt.request_id,
+            'current_vcpus': 3, 'current_memory_mb': 1024,
+            'persist': True}}, result)
+        self.set_amounts.assert_called_once_with(
+            self.ctxt, self.instance, only_increase=True, vcpus=3)
+        self.action_start.assert_called_once_with(
+            self.ctxt, UUID, 'xloud-adjust', want_result=False)
+        self.rpc.describe_host.assert_called_once_with(self.ctxt,
+                                                       'compute1')
+        self.rpc.adjust.assert_called_once_with(self.ctxt, self.instance, 3,
+                                                None, True, 1)
+        self.assertEqual('pending', self.instance.system_metadata[
+            'xloud_last_status'])
+        self.instance.save.assert_called_once_with()
+
+    def test_response_code(self):
+        self.assertEqual(202, adjust.AdjustController.adjust.wsgi_code)
+
+    def test_needs_a_value(self):
+        e = self.assertRaises(webob.exc.HTTPBadRequest, self._adjust,
+                              {'persist': True})
+        self.assertIn('current_vcpus', e.explanation)
+        self._assert_nothing_done()
+
+    def test_out_of_range(self):
+        for body, text in (
+                ({'current_vcpus': 5}, 'current_vcpus 5: it must be from '
+                                       '2 to 4'),
+                ({'current_vcpus': 1}, 'from 2 to 4'),
+                ({'current_memory_mb': 4097}, 'current_memory_mb 4097: it '
+                                              'must be from 1024 to 4096'),
+                ({'current_memory_mb': 1023}, 'from 1024 to 4096')):
+            e = self.assertRaises(webob.exc.HTTPBadRequest, self._adjust,
+                                  body)
+            self.assertIn(text, e.explanation)
+        self._assert_nothing_done()
+
+    def test_forbidden(self):
+        req = fakes.HTTPRequest.blank('', roles=['member', 'reader'])
+        self.assertRaises(exception.PolicyNotAuthorized,
+                          self.controller.adjust, req, UUID,
+                          body={'current_vcpus': 3})
+        self.assertRaises(exception.PolicyNotAuthorized,
+                          self.controller.show, req, UUID)
+        self._assert_nothing_done()
+
+    def test_not_found(self):
+        self.get.side_effect = webob.exc.HTTPNotFound()
+        self.assertRaises(webob.exc.HTTPNotFound, self._adjust,
+                          {'current_vcpus': 3})
+
+    def _conflict(self, body, text):
+        e = self.assertRaises(webob.exc.HTTPConflict, self._adjust, body)
+        self.assertIn(text, e.explanation)
+        self._assert_nothing_done()
+
+    def test_locked(self):
+        self.instance.locked = True
+        self._conflict({'current_vcpus': 3}, 'locked')
+
+    def test_task_state(self):
+        self.instance.task_state = 'rebooting'
+        self._conflict({'current_vcpus': 3}, 'task in progress: rebooting')
+
+    def test_bad_states(self):
+        for state in (vm_states.PAUSED, vm_states.ERROR, vm_states.SHELVED,
+                      vm_states.RESIZED, vm_states.SUSPENDED):
+            self.instance.vm_state = state
+            self._conflict({'current_vcpus': 3}, 'must be ACTIVE or SHUTOFF')
+
+    def test_stopped(self):
+        self.instance.vm_state = vm_states.STOPPED
+        self._conflict({'current_vcpus': 3, 'persist': False},
+                       'persist: true')
+        self._adjust({'current_vcpus': 3})
+        self.rpc.adjust.assert_called_once()
+
+    def test_service_down(self):
+        self.is_up.return_value = False
+        self._conflict({'current_vcpus': 3}, 'compute1 is down')
+        self.service_get.side_effect = exception.ComputeHostNotFound(
+            host='compute1')
+        self._conflict({'current_vcpus': 3}, 'No compute service')
+
+    def test_unpatched_compute(self):
+        for error in (messaging.UnsupportedVersion('1.0'),
+                      messaging.RemoteError('UnsupportedVersion')):
+            self.rpc.describe_host.side_effect = error
+            self._conflict({'current_vcpus': 3}, 'does not run nova-xloud')
+        self.rpc.describe_host.side_effect = messaging.MessagingTimeout()
+        self._conflict({'current_vcpus': 3}, 'did not answer in time')
+
+    def test_no_balloon(self):
+        self.rpc.describe_host.return_value['memory_balloon'] = False
+        self._conflict({'current_memory_mb': 2048}, 'memory balloon')
+        self._adjust({'current_vcpus': 3})
+
+    def test_placement_refused(self):
+        self.set_amounts.side_effect = placement.PlacementRefused(
+            amounts='VCPU=4', uuid=UUID, host='compute1', reason='full')
+        self._conflict({'current_vcpus': 4}, 'VCPU=4')
+
+    def test_show(self):
+        self.instance.system_metadata = {
+            'xloud_live_vcpus': '3', 'xloud_live_memory_mb': '2048',
+            'xloud_live_flavorid': 'xl-id', 'xloud_last_request_id':
+            'req-a4b6ac2c-6a49-4a40-8fb4-4b8e2b7b0b0e',
+            'xloud_last_status': 'error', 'xloud_last_message': 'boom'}
+        result = self.controller.show(self.req, UUID)
+        compat.validate_response(schema.show_response, result)
+        self.assertEqual({
+            'server_id': UUID, 'minimum_vcpus': 2, 'current_vcpus': 3,
+            'maximum_vcpus': 4, 'minimum_memory_mb': 1024,
+            'current_memory_mb': 2048, 'maximum_memory_mb': 4096,
+            'persisted': False,
+            'last_request_id': 'req-a4b6ac2c-6a49-4a40-8fb4-4b8e2b7b0b0e',
+            'last_status': 'error', 'last_message': 'boom'},
+            result['adjustment'])
+
+
+class RoutesTestCase(test.NoDBTestCase):
+
+    def test_routes(self):
+        (path, methods), = routes.routes()
+        self.assertEqual('/os-xloud-adjust/{server_id}', path)
+        self.assertEqual({'GET': 'show', 'POST': 'adjust'},
+                         {m: info[1] for m, info in methods.items()})
+        resource = methods['GET'][0]()
+        self.assertIsInstance(resource, os_wsgi.Resource)
+        self.assertIsInstance(resource.controller, adjust.AdjustController)
+
+    def test_served_by_the_v21_router(self):
+        nova_routes._plugin_routes.cache_clear()
+        self.addCleanup(nova_routes._plugin_routes.cache_clear)
+        router = nova_routes.APIRouterV21()
+        for method in ('GET', 'POST'):
+            match = router.map.match(
+                '/os-xloud-adjust/%s' % UUID, {'REQUEST_METHOD': method})
+            self.assertEqual(UUID, match['server_id'])
+            self.assertEqual({'GET': 'show', 'POST': 'adjust'}[method],
+                             match['action'])
+
+
+class CompatTestCase(test.NoDBTestCase):
+
+    def test_request_body_schema_on_2024_1(self):
+        @compat.request_body_schema(schema.adjust)
+        def method(self, req, body):
+            return body
+
+        req = fakes.HTTPRequest.blank('')
+        self.assertEqual({'current_vcpus': 2},
+                         method(None, req, body={'current_vcpus': 2}))
+        self.assertRaises(exception.ValidationError, method, None, req,
+                          body={'current_vcpus': 0})
+
+    def test_response_body_schema_is_inert_without_support(self):
+        def method():
+            return 'result'
+
+        with mock.patch.object(compat.validation, 'response_body_schema',
+                               create=True, new=None):
+            self.assertIs(method,
+                          compat.response_body_schema(schema.adjust)(method))

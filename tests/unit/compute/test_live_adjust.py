@@ -1,0 +1,503 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+from importlib import metadata
+from unittest import mock
+
+import fixtures
+from nova.compute import manager as compute_manager
+from nova.compute import vm_states
+from nova import context
+from nova import exception
+from nova import objects
+from nova import test
+from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.unit import fake_instance
+import oslo_messaging as messaging
+
+from nova_xloud.compute import adjust
+from nova_xloud.compute import endpoint
+from nova_xloud.compute import placement
+from nova_xloud.compute import rpcapi
+from nova_xloud.virt import libvirt_adjust
+
+UUID = '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'
+RP = 'c2b0b7c2-93a4-4e4f-a0f3-3e4b3b33f1c0'
+
+
+def make_flavor(vcpus=4, memory_mb=4096, **extra_specs):
+    return objects.Flavor(name='xl', flavorid='xl-id', vcpus=vcpus,
+                          memory_mb=memory_mb, root_gb=1, ephemeral_gb=0,
+                          swap=0, extra_specs=extra_specs)
+
+
+class RPCAPITestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+        self.client = mock.Mock()
+        self.get_client = self.useFixture(fixtures.MockPatch(
+            'nova.rpc.get_client', return_value=self.client)).mock
+        self.api = rpcapi.XloudComputeAPI()
+
+    def test_target(self):
+        self.api.client
+        target = self.get_client.call_args[0][0]
+        self.assertEqual(('compute', 'xloud', '1.0'),
+                         (target.topic, target.namespace, target.version))
+        self.assertIsNotNone(self.get_client.call_args[1]['serializer'])
+
+    def test_describe_host(self):
+        self.flags(describe_timeout=3, group='xloud')
+        self.api.describe_host(self.ctxt, 'compute1')
+        self.client.prepare.assert_called_once_with(
+            server='compute1', version='1.0', timeout=3)
+        self.client.prepare.return_value.call.assert_called_once_with(
+            self.ctxt, 'describe_host')
+
+    def test_adjust_casts(self):
+        instance = fake_instance.fake_instance_obj(self.ctxt, host='c2')
+        self.api.adjust(self.ctxt, instance, 3, None, False, 7)
+        self.client.prepare.assert_called_once_with(server='c2',
+                                                    version='1.0')
+        self.client.prepare.return_value.cast.assert_called_once_with(
+            self.ctxt, 'adjust', instance=instance, vcpus=3, memory_mb=None,
+            persist=False, sequence=7)
+
+
+class EndpointTestCase(test.NoDBTestCase):
+
+    def test_entry_point(self):
+        entry_points = [ep for ep in metadata.entry_points(
+            group='nova.compute.rpc_endpoints') if ep.name == 'xloud_adjust']
+        self.assertEqual(1, len(entry_points))
+        self.assertIs(endpoint.create_endpoint, entry_points[0].load())
+
+    def test_compute_manager_serves_it(self):
+        compute_manager._rpc_endpoint_plugins.cache_clear()
+        self.addCleanup(compute_manager._rpc_endpoint_plugins.cache_clear)
+        manager = compute_manager.ComputeManager(
+            compute_driver='fake.FakeDriver')
+        endpoints = [ep for ep in manager.additional_endpoints
+                     if isinstance(ep, endpoint.XloudComputeEndpoint)]
+        self.assertEqual(1, len(endpoints))
+        self.assertIs(manager, endpoints[0].adjuster.manager)
+
+    def test_target_and_methods(self):
+        manager = mock.Mock()
+        ep = endpoint.create_endpoint(manager)
+        self.assertEqual(('xloud', '1.0'),
+                         (ep.target.namespace, ep.target.version))
+        self.assertIsNone(ep.target.topic)
+        with mock.patch.object(ep.adjuster, 'adjust') as mock_adjust:
+            ep.adjust('ctxt', 'inst', 1, 2, True, 3)
+        mock_adjust.assert_called_once_with('ctxt', 'inst', 1, 2, True, 3)
+
+    def test_describe_host(self):
+        self.flags(virt_type='kvm', mem_stats_period_seconds=10,
+                   group='libvirt')
+
+        class FakeDriver(object):
+            pass
+
+        manager = mock.Mock()
+        manager.driver = FakeDriver()
+        ep = endpoint.create_endpoint(manager)
+        self.assertEqual({'version': '1.0', 'driver': 'FakeDriver',
+                          'live_vcpus': False, 'memory_balloon': False},
+                         ep.describe_host('ctxt'))
+        with mock.patch.object(libvirt_adjust, 'is_libvirt',
+                               return_value=True):
+            self.assertTrue(ep.describe_host('ctxt')['memory_balloon'])
+            self.flags(mem_stats_period_seconds=0, group='libvirt')
+            self.assertFalse(ep.describe_host('ctxt')['memory_balloon'])
+
+    def test_unknown_namespace_is_refused_by_dispatcher(self):
+        # What an unpatched compute answers: no endpoint in our namespace.
+        dispatcher = messaging.RPCDispatcher([object()], None)
+        incoming = mock.Mock(ctxt={}, message={
+            'method': 'describe_host', 'namespace': 'xloud',
+            'version': '1.0', 'args': {}})
+        self.assertRaises(messaging.UnsupportedVersion,
+                          dispatcher.dispatch, incoming)
+
+
+class AdjusterTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+        self.flavor = make_flavor(minimum_cpu='2', minimum_memory='1024')
+        self.instance = fake_instance.fake_instance_obj(
+            self.ctxt, uuid=UUID, host='compute1', vm_state=vm_states.ACTIVE,
+            flavor=self.flavor)
+        self.instance.system_metadata = {'xloud_adjust_seq': '1'}
+        self.instance.save = mock.Mock()
+        self.instance.refresh = mock.Mock()
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.Instance.get_by_uuid', return_value=self.instance))
+        self.event_start = self.useFixture(fixtures.MockPatch(
+            'nova.objects.InstanceActionEvent.event_start')).mock
+        self.event_finish = self.useFixture(fixtures.MockPatch(
+            'nova.objects.InstanceActionEvent.event_finish_with_failure')
+        ).mock
+        self.fault = self.useFixture(fixtures.MockPatch(
+            'nova.compute.utils.add_instance_fault_from_exc')).mock
+        self.set_amounts = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.compute.placement.set_amounts')).mock
+        self.manager = mock.Mock(host='compute1')
+        self.adjuster = adjust.Adjuster(self.manager)
+        self.set_vcpus = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.set_vcpus',
+            side_effect=lambda d, i, count, decrease: count)).mock
+        self.set_memory = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.set_memory')).mock
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.is_libvirt', return_value=True))
+
+    def _event_error(self):
+        return self.event_finish.call_args[1]['exc_val']
+
+    def test_adjust_success(self):
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 2048, True, 1)
+        self.set_vcpus.assert_called_once_with(
+            self.manager.driver, self.instance, 3, decrease=False)
+        self.set_memory.assert_called_once_with(
+            self.manager.driver, self.instance, 2048)
+        sysmeta = self.instance.system_metadata
+        self.assertEqual(('3', '2048', '3', '2048', 'success'), (
+            sysmeta['xloud_live_vcpus'], sysmeta['xloud_live_memory_mb'],
+            sysmeta['xloud_current_vcpus'],
+            sysmeta['xloud_current_memory_mb'],
+            sysmeta['xloud_last_status']))
+        self.event_start.assert_called_once_with(
+            self.ctxt, UUID, 'compute_xloud_adjust', want_result=False,
+            host='compute1')
+        self.assertIsNone(self._event_error())
+        self.assertEqual([
+            mock.call(self.ctxt, self.instance, vcpus=3, memory_mb=2048,
+                      only_increase=True, client=self.manager.reportclient),
+            mock.call(self.ctxt, self.instance, vcpus=3, memory_mb=2048,
+                      client=self.manager.reportclient)],
+            self.set_amounts.call_args_list)
+        self.fault.assert_not_called()
+
+    def test_not_persisted(self):
+        self.adjuster.adjust(self.ctxt, self.instance, 4, None, False, 1)
+        self.assertNotIn('xloud_current_vcpus', self.instance.system_metadata)
+        self.assertEqual('4', self.instance.system_metadata[
+            'xloud_live_vcpus'])
+
+    def test_libvirt_error(self):
+        self.set_vcpus.side_effect = libvirt_adjust.AdjustFailed(
+            reason='libvirt could not set 3 vCPUs: boom')
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 2048, True, 1)
+        self.set_memory.assert_not_called()
+        self.assertIn('boom', self._event_error().format_message())
+        self.fault.assert_called_once()
+        self.assertEqual(('error', 'libvirt could not set 3 vCPUs: boom'), (
+            self.instance.system_metadata['xloud_last_status'],
+            self.instance.system_metadata['xloud_last_message']))
+        self.assertNotIn('xloud_live_vcpus', self.instance.system_metadata)
+        # Placement is set back to what the guest has.
+        self.set_amounts.assert_called_with(
+            self.ctxt, self.instance, vcpus=2, memory_mb=1024,
+            client=self.manager.reportclient)
+        self.assertEqual(vm_states.ACTIVE, self.instance.vm_state)
+
+    def test_vcpus_not_all_released(self):
+        self.set_vcpus.side_effect = None
+        self.set_vcpus.return_value = 3
+        self.instance.system_metadata.update({
+            'xloud_live_vcpus': '4', 'xloud_live_memory_mb': '1024',
+            'xloud_live_flavorid': 'xl-id'})
+        self.adjuster.adjust(self.ctxt, self.instance, 2, None, True, 1)
+        self.assertEqual('3', self.instance.system_metadata[
+            'xloud_live_vcpus'])
+        self.assertNotIn('xloud_current_vcpus', self.instance.system_metadata)
+        self.assertIn('the guest has 3 vCPUs, not 2',
+                      self._event_error().format_message())
+
+    def test_superseded(self):
+        self.instance.system_metadata['xloud_adjust_seq'] = '2'
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        self.set_vcpus.assert_not_called()
+        self.set_amounts.assert_not_called()
+        self.assertIsInstance(self._event_error(), adjust.Superseded)
+        self.fault.assert_not_called()
+
+    def test_newer_pending_leaves_allocation(self):
+        def bump(*args, **kwargs):
+            self.instance.system_metadata['xloud_adjust_seq'] = '2'
+            return 3
+        self.set_vcpus.side_effect = bump
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        # Only the check before the change, no reconciliation after it.
+        self.set_amounts.assert_called_once_with(
+            self.ctxt, self.instance, vcpus=3, memory_mb=None,
+            only_increase=True, client=self.manager.reportclient)
+
+    def test_increase_refused_by_placement(self):
+        self.set_amounts.side_effect = [placement.PlacementRefused(
+            amounts='VCPU=4', uuid=UUID, host='compute1', reason='full'),
+            None]
+        self.adjuster.adjust(self.ctxt, self.instance, 4, None, True, 1)
+        self.set_vcpus.assert_not_called()
+        self.assertIn('VCPU=4', self._event_error().format_message())
+        self.assertEqual('error', self.instance.system_metadata[
+            'xloud_last_status'])
+
+    def test_stopped(self):
+        self.instance.vm_state = vm_states.STOPPED
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 1536, True, 1)
+        self.set_vcpus.assert_not_called()
+        self.assertEqual(('3', '1536'), (
+            self.instance.system_metadata['xloud_current_vcpus'],
+            self.instance.system_metadata['xloud_current_memory_mb']))
+        self.set_amounts.assert_called_with(
+            self.ctxt, self.instance, vcpus=3, memory_mb=1536,
+            client=self.manager.reportclient)
+
+    def test_stopped_not_persisted(self):
+        self.instance.vm_state = vm_states.STOPPED
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, False, 1)
+        self.assertIn('only a persisted adjustment',
+                      self._event_error().format_message())
+
+    def test_task_started_meanwhile(self):
+        self.instance.task_state = 'rebooting_hard'
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        self.set_vcpus.assert_not_called()
+        self.assertIn('task in progress: rebooting_hard',
+                      self._event_error().format_message())
+
+    def test_range_checked_again(self):
+        self.adjuster.adjust(self.ctxt, self.instance, 8, None, True, 1)
+        self.set_vcpus.assert_not_called()
+        self.assertIn('current_vcpus=8 is out of range 2-4',
+                      self._event_error().format_message())
+
+    def test_serialised_per_instance(self):
+        with mock.patch('oslo_concurrency.lockutils.lock') as mock_lock:
+            self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        mock_lock.assert_called_once_with('xloud-adjust-%s' % UUID)
+
+
+class LibvirtAdjustTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.host.libvirt', fakelibvirt))
+        self.domain = mock.Mock()
+        self.driver = mock.Mock()
+        self.driver._host.get_guest.return_value._domain = self.domain
+        self.instance = mock.Mock(uuid=UUID)
+
+    def test_flags_are_live_and_config(self):
+        # Also without persist: a soft reboot relaunches the guest from the
+        # libvirt config, and must keep what the records show.
+        libvirt_adjust.set_vcpus(self.driver, self.instance, 3, False)
+        live = fakelibvirt.VIR_DOMAIN_AFFECT_LIVE
+        both = live | fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG
+        self.domain.setVcpusFlags.assert_called_once_with(3, both)
+        libvirt_adjust.set_memory(self.driver, self.instance, 2048)
+        self.domain.setMemoryFlags.assert_called_once_with(2048 * 1024, both)
+
+    def _error(self, message, code=fakelibvirt.VIR_ERR_INTERNAL_ERROR):
+        return fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError, message, error_code=code,
+            error_message=message)
+
+    def test_errors_carry_libvirt_message(self):
+        self.domain.setVcpusFlags.side_effect = self._error('no hotplug')
+        e = self.assertRaises(libvirt_adjust.AdjustFailed,
+                              libvirt_adjust.set_vcpus, self.driver,
+                              self.instance, 3, False)
+        self.assertEqual('libvirt could not set 3 vCPUs: no hotplug',
+                         e.format_message())
+        self.domain.setMemoryFlags.side_effect = self._error('no balloon')
+        e = self.assertRaises(libvirt_adjust.AdjustFailed,
+                              libvirt_adjust.set_memory, self.driver,
+                              self.instance, 512)
+        self.assertIn('512 MiB: no balloon', e.format_message())
+
+    def test_decrease_timeout_reads_back(self):
+        self.domain.setVcpusFlags.side_effect = [
+            self._error('vcpu unplug request timed out',
+                        fakelibvirt.VIR_ERR_OPERATION_TIMEOUT), 0]
+        self.domain.vcpusFlags.return_value = 2
+        self.assertEqual(2, libvirt_adjust.set_vcpus(
+            self.driver, self.instance, 2, True))
+        self.domain.vcpusFlags.assert_called_once_with(
+            fakelibvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self.domain.setVcpusFlags.assert_called_with(
+            2, fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+    def test_decrease_timeout_guest_kept_some(self):
+        self.domain.setVcpusFlags.side_effect = [self._error(
+            'timed out', fakelibvirt.VIR_ERR_OPERATION_TIMEOUT), 0]
+        self.domain.vcpusFlags.return_value = 3
+        self.assertEqual(3, libvirt_adjust.set_vcpus(
+            self.driver, self.instance, 2, True))
+        # The config follows what the guest really kept.
+        self.domain.setVcpusFlags.assert_called_with(
+            3, fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+    def test_increase_timeout_is_an_error(self):
+        self.domain.setVcpusFlags.side_effect = self._error(
+            'timed out', fakelibvirt.VIR_ERR_OPERATION_TIMEOUT)
+        self.assertRaises(libvirt_adjust.AdjustFailed,
+                          libvirt_adjust.set_vcpus, self.driver,
+                          self.instance, 4, False)
+
+    def test_balloon(self):
+        self.flags(virt_type='kvm', mem_stats_period_seconds=10,
+                   group='libvirt')
+        self.assertTrue(libvirt_adjust.has_memory_balloon())
+        self.flags(mem_stats_period_seconds=0, group='libvirt')
+        self.assertFalse(libvirt_adjust.has_memory_balloon())
+        self.flags(virt_type='lxc', mem_stats_period_seconds=10,
+                   group='libvirt')
+        self.assertFalse(libvirt_adjust.has_memory_balloon())
+
+
+class PlacementTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+        self.client = mock.Mock()
+        self.client.get_allocs_for_consumer.return_value = {
+            'allocations': {RP: {'generation': 5, 'resources': {
+                'VCPU': 2, 'MEMORY_MB': 1024, 'DISK_GB': 1}}},
+            'consumer_generation': 3, 'project_id': 'p', 'user_id': 'u'}
+        self.instance = mock.Mock(uuid=UUID, host='compute1')
+
+    def test_set(self):
+        self.assertTrue(placement.set_amounts(
+            self.ctxt, self.instance, vcpus=3, client=self.client))
+        self.client.put_allocations.assert_called_once_with(
+            self.ctxt, UUID, {
+                'allocations': {RP: {'resources': {
+                    'VCPU': 3, 'MEMORY_MB': 1024, 'DISK_GB': 1}}},
+                'consumer_generation': 3, 'project_id': 'p',
+                'user_id': 'u'})
+
+    def test_only_increase(self):
+        self.assertFalse(placement.set_amounts(
+            self.ctxt, self.instance, vcpus=1, memory_mb=1024,
+            only_increase=True, client=self.client))
+        self.client.put_allocations.assert_not_called()
+
+    def test_refused(self):
+        self.client.put_allocations.return_value = False
+        e = self.assertRaises(placement.PlacementRefused,
+                              placement.set_amounts, self.ctxt,
+                              self.instance, memory_mb=8192,
+                              client=self.client)
+        self.assertIn('MEMORY_MB=8192', e.format_message())
+        self.assertIn('not enough free capacity', e.format_message())
+        self.client.put_allocations.return_value = None
+        e = self.assertRaises(placement.PlacementRefused,
+                              placement.set_amounts, self.ctxt,
+                              self.instance, memory_mb=8192,
+                              client=self.client)
+        self.assertIn('could not be reached', e.format_message())
+        self.client.put_allocations.side_effect = (
+            exception.AllocationUpdateFailed(consumer_uuid=UUID,
+                                             error='generation conflict'))
+        e = self.assertRaises(placement.PlacementRefused,
+                              placement.set_amounts, self.ctxt,
+                              self.instance, vcpus=4, client=self.client)
+        self.assertIn('generation conflict', e.format_message())
+
+
+class ApplyRecordsHookTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flavor = make_flavor(minimum_cpu='2', minimum_memory='1024')
+        self.instance = fake_instance.fake_instance_obj(
+            context.get_admin_context(), flavor=self.flavor)
+        self.set_amounts = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.compute.placement.set_amounts')).mock
+        self.fresh = fake_instance.fake_instance_obj(
+            context.get_admin_context(), flavor=self.flavor)
+        self.fresh.save = mock.Mock()
+        self.get = self.useFixture(fixtures.MockPatch(
+            'nova.objects.Instance.get_by_uuid',
+            return_value=self.fresh)).mock
+
+    def _sysmeta(self, **values):
+        self.instance.system_metadata = dict(values)
+        self.fresh.system_metadata = dict(values)
+
+    def test_entry_point(self):
+        entry_points = [ep for ep in metadata.entry_points(
+            group='nova.virt.libvirt.guest_config_hooks')
+            if ep.name == 'xloud_adjust_records']
+        self.assertEqual(1, len(entry_points))
+        self.assertIs(libvirt_adjust.apply_records, entry_points[0].load())
+
+    def test_new_boot_forgets_live_values(self):
+        self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
+                      xloud_current_flavorid='xl-id', xloud_live_vcpus='4',
+                      xloud_live_memory_mb='4096', xloud_live_flavorid='xl-id')
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        self.assertEqual({'xloud_current_vcpus': '3',
+                          'xloud_current_memory_mb': '2048',
+                          'xloud_current_flavorid': 'xl-id'},
+                         self.instance.system_metadata)
+        # Stored at once, on a fresh copy.
+        self.assertEqual(self.instance.system_metadata,
+                         self.fresh.system_metadata)
+        self.fresh.save.assert_called_once_with()
+        # The non-persisted values are undone: placement follows.
+        self.set_amounts.assert_called_once_with(
+            mock.ANY, self.instance, vcpus=3, memory_mb=2048)
+
+    def test_persisted_live_values_leave_placement(self):
+        self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
+                      xloud_current_flavorid='xl-id', xloud_live_vcpus='3',
+                      xloud_live_memory_mb='2048', xloud_live_flavorid='xl-id')
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        self.set_amounts.assert_not_called()
+
+    def test_other_flavor_drops_persisted_values(self):
+        self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
+                      xloud_current_flavorid='old-id', other='kept')
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        self.assertEqual({'other': 'kept'}, self.instance.system_metadata)
+        self.assertEqual({'other': 'kept'}, self.fresh.system_metadata)
+        self.set_amounts.assert_not_called()
+
+    def test_nothing_to_drop_costs_nothing(self):
+        self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
+                      xloud_current_flavorid='xl-id')
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        self.get.assert_not_called()
+        self.set_amounts.assert_not_called()
+
+    def test_placement_failure_does_not_stop_the_boot(self):
+        self.set_amounts.side_effect = placement.PlacementRefused(
+            amounts='VCPU=4', uuid='u', host='h', reason='full')
+        self._sysmeta(xloud_live_vcpus='3', xloud_live_memory_mb='1024',
+                      xloud_live_flavorid='xl-id')
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        self.assertEqual({}, self.instance.system_metadata)
