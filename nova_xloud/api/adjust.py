@@ -48,6 +48,7 @@ def _conflict(message):
     return webob.exc.HTTPConflict(explanation=message)
 
 
+@compat.validated
 class AdjustController(wsgi.Controller):
 
     def __init__(self):

@@ -121,16 +121,14 @@ def cmd_build(args):
 
 
 def _installed_nova_root():
-    """The directory holding the nova package pip just installed."""
+    """The directory holding the installed nova package, or None."""
     probe = ('import importlib.util, os; '
-             "print(os.path.dirname(os.path.dirname("
-             "importlib.util.find_spec('nova').origin)))")
+             "spec = importlib.util.find_spec('nova'); "
+             "print(os.path.dirname(os.path.dirname(spec.origin)) "
+             "if spec and spec.origin else '')")
     result = subprocess.run([sys.executable, '-c', probe],
                             capture_output=True, text=True)
-    if result.returncode != 0:
-        raise errors.SeriesError('nova is not importable after the install:'
-                                 '\n%s' % result.stderr.strip())
-    return result.stdout.strip()
+    return result.stdout.strip() or None
 
 
 def cmd_install(args):
@@ -143,18 +141,25 @@ def cmd_install(args):
                                 report=_indent)
         requirements.append(os.path.join(unpacked, 'test-requirements.txt'))
         extra.append('openstack-placement==%s' % release.placement_version)
+    installed_before = _installed_nova_root()
     _say('[install] nova %s with the %s upper-constraints'
          % (release.nova_version, release.name))
     sdist.install(release, archive, requirements, extra)
-    target = target_mod.find(_installed_nova_root())
+    if installed_before:
+        # pip may keep or replace a Nova it finds installed, and never
+        # removes our stamp: put upstream's files back, then apply afresh.
+        _say('[install] reinstalling nova %s with upstream\'s files'
+             % release.nova_version)
+        sdist.reinstall(archive)
+    root = _installed_nova_root()
+    if root is None:
+        raise errors.SeriesError('nova is not importable after the install')
+    target = target_mod.find(root)
+    if installed_before:
+        target.drop_stamp()
     _say('[apply] %s' % target.root)
-    patches = _patches(args, release)
-    stamp = target.read_stamp()
-    if stamp and not series_mod.same_series(stamp, release, patches):
-        # An earlier install carries an older series: replace it.
-        series_mod.reverse(_release(stamp['release']), target,
-                           report=_indent)
-    series_mod.apply(release, target, patches, report=_indent)
+    series_mod.apply(release, target, _patches(args, release),
+                     report=_indent)
 
 
 def _new_directory(path):

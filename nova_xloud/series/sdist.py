@@ -140,3 +140,9 @@ def install(release, archive, requirements=(), extra=()):
     for path in requirements:
         args += ['-r', path]
     _run_pip(args + list(extra), 'installing %s' % os.path.basename(archive))
+
+
+def reinstall(archive):
+    """pip install ``archive`` again, alone, over what is installed."""
+    _run_pip(['install', '--force-reinstall', '--no-deps', archive],
+             'reinstalling %s' % os.path.basename(archive))

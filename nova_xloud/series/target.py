@@ -35,6 +35,10 @@ class Target(object):
                 '%s is not a valid nova-xloud stamp (%s); restore it or'
                 ' reinstall Nova' % (self.stamp_path, exc))
 
+    def drop_stamp(self):
+        if os.path.exists(self.stamp_path):
+            os.unlink(self.stamp_path)
+
     def stamp_bytes(self, stamp):
         return (json.dumps(stamp, indent=2, sort_keys=True) + '\n').encode()
 

@@ -310,3 +310,17 @@ class CompatTestCase(test.NoDBTestCase):
                                create=True, new=None):
             self.assertIs(method,
                           compat.response_body_schema(schema.adjust)(method))
+
+    def test_controller_is_marked_validated_where_nova_has_the_mark(self):
+        marked = hasattr(compat.validation, 'validated')
+        self.assertEqual(marked, getattr(adjust.AdjustController,
+                                         '_validated', False))
+
+    def test_validated_is_inert_without_support(self):
+        class Controller(object):
+            pass
+
+        with mock.patch.object(compat.validation, 'validated', create=True,
+                               new=None):
+            self.assertIs(Controller, compat.validated(Controller))
+            self.assertFalse(hasattr(Controller, '_validated'))

@@ -15,7 +15,8 @@ from nova_xloud.series import series
 from nova_xloud.series import target as target_mod
 from tests.unit.series import fakes
 
-RELEASE = releases.get('2024.1')
+# The release of the tox environment: every release's export is checked.
+RELEASE = releases.get(os.environ.get('XLOUD_RELEASE', '2024.1'))
 PYTHON = '%d.%d' % sys.version_info[:2]
 
 
