@@ -140,7 +140,9 @@ def cmd_install(args):
                                 os.path.join(args.cache_dir, 'src'),
                                 report=_indent)
         requirements.append(os.path.join(unpacked, 'test-requirements.txt'))
-        extra.append('openstack-placement==%s' % release.placement_version)
+        extra += ['openstack-placement==%s' % release.placement_version,
+                  # for the tests of our openstackclient plugin
+                  'python-openstackclient']
     installed_before = _installed_nova_root()
     _say('[install] nova %s with the %s upper-constraints'
          % (release.nova_version, release.name))
@@ -294,8 +296,8 @@ def build_parser():
                         'upper-constraints, and apply the series to it')
     sub.add_argument('release')
     sub.add_argument('--with-tests', action='store_true',
-                     help="also install Nova's test requirements and "
-                          'placement (for the functional tests)')
+                     help="also install Nova's test requirements, placement "
+                          'and openstackclient (for the functional tests)')
     sub.set_defaults(func=cmd_install)
 
     sub = commands.add_parser('worktree',
