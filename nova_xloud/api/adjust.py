@@ -80,6 +80,7 @@ class AdjustController(wsgi.Controller):
         instance = self._get_instance(context, server_id)
         policies.authorize(context, policies.UPDATE, instance)
 
+        _refuse_floats(body)
         wanted = {name: int(body[field]) for field, name in _FIELDS
                   if field in body}
         if not wanted:
@@ -164,6 +165,16 @@ class AdjustController(wsgi.Controller):
             raise _conflict(_('The memory of servers on host %s cannot be '
                               'changed: guests there have no usable memory '
                               'balloon.') % host)
+
+
+def _refuse_floats(body):
+    # JSON schema validators of newer releases count 2.0 as an integer.
+    for field, _name in _FIELDS:
+        if isinstance(body.get(field), float):
+            raise webob.exc.HTTPBadRequest(explanation=_(
+                'Invalid input for field/attribute %(field)s. Value: '
+                '%(value)s. %(value)s is not a whole number.') % {
+                    'field': field, 'value': body[field]})
 
 
 def _check_range(flavor, wanted):

@@ -30,6 +30,7 @@ from nova import objects
 
 from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
+from nova_xloud import notifications
 from nova_xloud import records
 from nova_xloud.virt import libvirt_adjust
 
@@ -98,6 +99,11 @@ class Adjuster(object):
             if sequence < records.sequence(instance):
                 raise Superseded(
                     request_id=records.last(instance).request_id)
+            old = records.current(instance)
+            self._notify(context, notifications.START, instance, old,
+                         old._replace(vcpus=vcpus or old.vcpus,
+                                      memory_mb=memory_mb or old.memory_mb),
+                         persist)
             try:
                 self._apply(context, instance, vcpus, memory_mb, persist)
             except Exception as e:
@@ -109,12 +115,26 @@ class Adjuster(object):
                     fault_message=message)
                 _update(instance, records.set_result, context.request_id,
                         records.STATUS_ERROR, message)
+                self._notify(context, notifications.ERROR, instance, old,
+                             records.current(instance), persist, message)
                 raise AdjustFailed(reason=message)
             else:
                 _update(instance, records.set_result, context.request_id,
                         records.STATUS_SUCCESS)
+                self._notify(context, notifications.END, instance, old,
+                             records.current(instance), persist)
             finally:
                 self._reconcile_allocation(context, instance, sequence)
+
+    def _notify(self, context, phase, instance, old, new, persist,
+                message=None):
+        try:
+            notifications.notify(context, self.manager.host, phase, instance,
+                                 old, new, persist, message)
+        except Exception:
+            # Monitoring must not change what happens to the guest.
+            LOG.exception('Could not send the %s notification of the '
+                          'adjustment of %s', phase, instance.uuid)
 
     def _apply(self, context, instance, vcpus, memory_mb, persist):
         flavor = instance.flavor

@@ -92,7 +92,8 @@ class LiveAdjustTestBase(base.ServersTestBase):
 
     def _post(self, server, body, api=None):
         api = api or self.admin_api
-        return api.api_post(URL % server['id'], body).body
+        return api.api_post(URL % server['id'], body,
+                            check_response_status=[202]).body
 
     def _refused(self, status, server, body, *texts, api=None):
         api = api or self.admin_api
@@ -216,6 +217,56 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
             shown['current_memory_mb'], shown['maximum_memory_mb']))
         self._adjust(server, current_vcpus=1, current_memory_mb=256)
         self._assert_state(server, (1, 256))
+
+    def _adjust_notifications(self):
+        return [(n['event_type'], n['priority'], n['publisher_id'],
+                 n['payload']['nova_object.data'])
+                for n in self.notifier.versioned_notifications
+                if n['event_type'].startswith('xloud_adjust.')]
+
+    def test_notifications_follow_the_values(self):
+        self.flags(notification_format='versioned', group='notifications')
+        server = self._boot()
+        adjustment, _ = self._adjust(server, current_vcpus=3,
+                                     current_memory_mb=2048)
+        (start_type, start_prio, publisher, start), (
+            end_type, end_prio, _, end) = self._adjust_notifications()
+        self.assertEqual(('xloud_adjust.update.start', 'INFO'),
+                         (start_type, start_prio))
+        self.assertEqual(('xloud_adjust.update.end', 'INFO'),
+                         (end_type, end_prio))
+        self.assertEqual('nova-compute:compute1', publisher)
+        for payload in (start, end):
+            self.assertEqual(server['id'], payload['server_id'])
+            self.assertEqual(adjustment['request_id'],
+                             payload['request_id'])
+            self.assertEqual((2, 1024), (payload['old_vcpus'],
+                                         payload['old_memory_mb']))
+            self.assertEqual((3, 2048), (payload['new_vcpus'],
+                                         payload['new_memory_mb']))
+            self.assertTrue(payload['persist'])
+        self.assertIsNone(end['message'])
+
+    def test_error_notification_carries_the_message(self):
+        self.flags(notification_format='versioned', group='notifications')
+        server = self._boot()
+        self.libvirt_ext.inject_error('setMemoryFlags',
+                                      message='internal error: balloon')
+        self._adjust(server, result='Error', current_vcpus=3,
+                     current_memory_mb=2048)
+        start, error = self._adjust_notifications()
+        self.assertEqual(('xloud_adjust.update.error', 'ERROR'), error[:2])
+        # The vCPUs were changed before the memory failed: the error
+        # notification says what the guest really has.
+        self.assertEqual((3, 1024), (error[3]['new_vcpus'],
+                                     error[3]['new_memory_mb']))
+        self.assertIn('internal error: balloon', error[3]['message'])
+
+    def test_no_notifications_when_nova_sends_no_versioned_ones(self):
+        self.flags(notification_format='unversioned', group='notifications')
+        server = self._boot()
+        self._adjust(server, current_vcpus=3)
+        self.assertEqual([], self._adjust_notifications())
 
     def test_libvirt_error(self):
         server = self._boot()

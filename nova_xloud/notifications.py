@@ -1,0 +1,72 @@
+"""Versioned notifications of live adjustments, for billing and monitoring.
+
+Sent through Nova's versioned notifier, so ``[notifications]
+notification_format`` (``both`` or ``versioned``) and the notifier's
+driver and topics apply as for Nova's own notifications. Event types:
+``xloud_adjust.update.start`` when the compute starts an adjustment,
+``xloud_adjust.update.end`` when it succeeded and
+``xloud_adjust.update.error`` (priority ERROR) when it failed; the
+publisher is ``nova-compute:<host>``. README documents the payload.
+"""
+
+from nova.notifications.objects import base as notification
+from nova.objects import base as nova_base
+from nova.objects import fields
+
+START = fields.NotificationPhase.START
+END = fields.NotificationPhase.END
+ERROR = fields.NotificationPhase.ERROR
+
+
+@nova_base.NovaObjectRegistry.register_notification
+class XloudAdjustPayload(notification.NotificationPayloadBase):
+    # Version 1.0: Initial version
+    VERSION = '1.0'
+    fields = {
+        'server_id': fields.UUIDField(),
+        'project_id': fields.StringField(nullable=True),
+        'request_id': fields.StringField(nullable=True),
+        'old_vcpus': fields.IntegerField(),
+        'old_memory_mb': fields.IntegerField(),
+        'new_vcpus': fields.IntegerField(),
+        'new_memory_mb': fields.IntegerField(),
+        'persist': fields.BooleanField(),
+        'message': fields.StringField(nullable=True),
+    }
+
+    def __init__(self, **values):
+        # No SCHEMA: the payload is filled from values, not Nova objects.
+        super().__init__()
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
+@nova_base.NovaObjectRegistry.register_notification
+class XloudAdjustNotification(notification.NotificationBase):
+    # Version 1.0: Initial version
+    VERSION = '1.0'
+    fields = {
+        'payload': fields.ObjectField('XloudAdjustPayload'),
+    }
+
+
+def notify(context, host, phase, instance, old, new, persist, message=None):
+    """Send one notification; ``old``/``new`` have vcpus and memory_mb.
+
+    ``new`` is what was asked at start and what the guest has at end or
+    error.
+    """
+    payload = XloudAdjustPayload(
+        server_id=instance.uuid, project_id=instance.project_id,
+        request_id=context.request_id, old_vcpus=old.vcpus,
+        old_memory_mb=old.memory_mb, new_vcpus=new.vcpus,
+        new_memory_mb=new.memory_mb, persist=persist, message=message)
+    XloudAdjustNotification(
+        priority=(fields.NotificationPriority.ERROR if phase == ERROR
+                  else fields.NotificationPriority.INFO),
+        publisher=notification.NotificationPublisher(
+            host=host, source=fields.NotificationSource.COMPUTE),
+        event_type=notification.EventType(
+            object='xloud_adjust', action=fields.NotificationAction.UPDATE,
+            phase=phase),
+        payload=payload).emit(context)
