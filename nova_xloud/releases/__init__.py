@@ -47,16 +47,16 @@ RELEASES = (
             kolla_patches=False, kolla_python='3.10'),
     Release('2025.1', '31.3.1',
             '483991f483d72edb3bcb61b4da75199c39da727c7ed255e584ee08aea6162c41',
-            1, '13.0.1', False),
+            1, '13.0.1', True),
     Release('2025.2', '32.2.1',
             '576a8890d726bd8ff2205eec456e412ea03519c41fb48b5276ba450308e1e639',
-            1, '14.0.0', False),
+            1, '14.0.0', True),
     Release('2026.1', '33.0.2',
             '84ab864ced8867f2989f3ba65ead61a7e39891ee7ea693850331636ac9d360ea',
-            1, '15.0.0', False),
+            1, '15.0.0', True),
     Release('2026.2', '34.0.0',
             '919eef77cda4ce0cc4746a5853b5d9341ebd0ae37bc8b1939eb77d17727c00df',
-            1, '16.0.0', False),
+            1, '16.0.0', True),
 )
 
 
