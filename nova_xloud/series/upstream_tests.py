@@ -5,6 +5,7 @@ behaviour fails Nova's own tests of the file it touches.  The files are
 read from the stamp of the installed, patched Nova.
 """
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -58,6 +59,32 @@ def test_modules(root, files):
     return modules
 
 
+@contextlib.contextmanager
+def api_paste_beside_nova(root):
+    """Link <prefix>/etc/nova/api-paste.ini to <root>/etc/nova for the run.
+
+    Nova's tests read etc/nova/api-paste.ini beside the nova package, where
+    a source tree keeps it; pip installs it in <prefix>/etc/nova.
+    """
+    installed = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
+    expected = os.path.join(root, 'etc', 'nova', 'api-paste.ini')
+    if os.path.exists(expected) or not os.path.exists(installed):
+        yield
+        return
+    created = [d for d in (os.path.join(root, 'etc'),
+                           os.path.join(root, 'etc', 'nova'))
+               if not os.path.isdir(d)]
+    for directory in created:
+        os.mkdir(directory)
+    os.symlink(installed, expected)
+    try:
+        yield
+    finally:
+        os.unlink(expected)
+        for directory in reversed(created):
+            os.rmdir(directory)
+
+
 def main(argv=None):
     root = installed_nova_root()
     stamp = target_mod.find(root).read_stamp()
@@ -73,7 +100,8 @@ def main(argv=None):
     print("Nova's own unit tests of the hooked files: %s"
           % ', '.join(modules), flush=True)
     regex = '^(%s)\\.' % '|'.join(m.replace('.', '\\.') for m in modules)
-    with tempfile.TemporaryDirectory(prefix='nova-upstream-tests-') as repo:
+    with tempfile.TemporaryDirectory(prefix='nova-upstream-tests-') as repo, \
+            api_paste_beside_nova(root):
         stestr = [sys.executable, '-m', 'stestr']
         subprocess.run(stestr + ['init'], cwd=repo, check=True,
                        stdout=subprocess.DEVNULL)

@@ -1,3 +1,5 @@
+import os
+
 import fixtures
 import testtools
 
@@ -30,3 +32,14 @@ class TestModulesTestCase(testtools.TestCase):
             ['nova.tests.unit.compute.test_compute_mgr',
              'nova.tests.unit.test_service'],
             upstream_tests.test_modules(root, ['nova/compute/manager.py']))
+
+    def test_api_paste_is_linked_beside_nova_for_the_run_only(self):
+        prefix = self.useFixture(fixtures.TempDir()).path
+        root = self.useFixture(fixtures.TempDir()).path
+        fakes.write(prefix, 'etc/nova/api-paste.ini', '[composite:x]\n')
+        self.useFixture(fixtures.MonkeyPatch('sys.prefix', prefix))
+        expected = os.path.join(root, 'etc', 'nova', 'api-paste.ini')
+        with upstream_tests.api_paste_beside_nova(root):
+            with open(expected) as handle:
+                self.assertEqual('[composite:x]\n', handle.read())
+        self.assertEqual([], os.listdir(root))
