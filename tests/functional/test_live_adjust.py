@@ -18,6 +18,8 @@ reaches our endpoint through the compute RPC endpoint hook, and the guest
 is changed with setVcpusFlags/setMemoryFlags on an extended fakelibvirt.
 """
 
+import json
+import os
 import threading
 import time
 
@@ -267,6 +269,29 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         server = self._boot()
         self._adjust(server, current_vcpus=3)
         self.assertEqual([], self._adjust_notifications())
+
+    def _api_ref_sample(self, name):
+        path = os.path.join(os.path.dirname(__file__), '..', '..',
+                            'api-ref', 'source', 'samples', name)
+        with open(path) as handle:
+            return json.load(handle)
+
+    def test_api_reference_samples_are_what_the_api_does(self):
+        shown = self._api_ref_sample('show-resp.json')['adjustment']
+        server = self._boot(self._flavor(
+            vcpu=shown['maximum_vcpus'], memory_mb=shown['maximum_memory_mb'],
+            minimum_cpu=str(shown['minimum_vcpus']),
+            minimum_memory=str(shown['minimum_memory_mb'])))
+        ids = {'server_id': server['id']}
+        response = self._post(server, self._api_ref_sample('adjust-req.json'))
+        ids['request_id'] = response['adjustment']['request_id']
+        sample = self._api_ref_sample('adjust-resp.json')
+        sample['adjustment'].update(ids)
+        self.assertEqual(sample, response)
+        self._wait_event(server, ids['request_id'], 'Success')
+        shown.update(server_id=server['id'],
+                     last_request_id=ids['request_id'])
+        self.assertEqual(shown, self._show(server))
 
     def test_libvirt_error(self):
         server = self._boot()
