@@ -22,7 +22,8 @@ times, for N rounds (default 50):
   is VERIFY_RESIZE, then confirmResize until it is ACTIVE again.
 
 Each round alternates between the small and the big size. It prints p50
-and p95 of both and the ratio resize/adjust. Run from the repository root:
+and p95 of both and the ratio resize/adjust. Run it where the functional
+tests run (for example in .tox/functional-2026.2):
 
     python tools/benchmark_adjust.py [--rounds 50]
 
@@ -32,18 +33,12 @@ QEMU: real vCPU hot-plug, ballooning and disk copies add their own time.
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import time
 import unittest
 
-import fixtures
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from tests.functional import test_live_adjust  # noqa: E402
+from nova_xloud.testing import base
 
 SMALL = (2, 1024)
 BIG = (4, 4096)
@@ -56,16 +51,13 @@ def percentile(samples, fraction):
     return ordered[index]
 
 
-class Benchmark(test_live_adjust.LiveAdjustTestBase):
+class Benchmark(base.LiveAdjustBase):
 
     rounds = 50
     results = {}
 
     def runTest(self):
-        self.flags(allow_resize_to_same_host=True)
-        self.useFixture(fixtures.MockPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver'
-            '.migrate_disk_and_power_off', return_value='{}'))
+        self._allow_resize_here()
 
         # Live adjust between SMALL and BIG on a flavor sized BIG.
         server = self._boot(self._flavor(vcpu=BIG[0], memory_mb=BIG[1],

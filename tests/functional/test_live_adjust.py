@@ -23,79 +23,23 @@ import os
 import threading
 import time
 
-import fixtures
-from nova.api.openstack.compute import routes as nova_routes
-from nova.compute import manager as compute_manager
 from nova import context as nova_context
 from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
-from nova.virt.libvirt import driver as libvirt_driver
 from oslo_concurrency import lockutils
 from oslo_utils import units
 
 from nova_xloud.api import compat
 from nova_xloud.api.schemas import adjust as schema
 from nova_xloud import records
-from tests.functional import base
-from tests.functional import fakelibvirt_ext
+from nova_xloud.testing import base
 
-URL = '/os-xloud-adjust/%s'
-EVENT = 'compute_xloud_adjust'
-
-
-class XloudPluginsFixture(fixtures.Fixture):
-    """Load our plugins through the hooks' entry points, afresh per test.
-
-    The hooks cache their plugins once per process; the caches are cleared
-    so each test sees the installed entry points (and a test may take the
-    RPC endpoint away to play a compute that does not run nova-xloud).
-    """
-
-    def __init__(self, endpoints=True):
-        self.endpoints = endpoints
-
-    def _setUp(self):
-        for func in (nova_routes._plugin_routes,
-                     compute_manager._rpc_endpoint_plugins,
-                     libvirt_driver._guest_config_hooks):
-            func.cache_clear()
-            self.addCleanup(func.cache_clear)
-        if not self.endpoints:
-            self.useFixture(fixtures.MockPatch(
-                'nova.compute.manager._rpc_endpoint_plugins',
-                return_value=[]))
+URL = base.ADJUST_URL
+EVENT = base.ADJUST_EVENT
 
 
-class LiveAdjustTestBase(base.ServersTestBase):
-
-    microversion = '2.84'
-    XLOUD_ENDPOINT = True
-
-    def setUp(self):
-        # Before the API fixture builds the router through the hook.
-        self.useFixture(XloudPluginsFixture(endpoints=self.XLOUD_ENDPOINT))
-        super().setUp()
-        self.libvirt_ext = self.useFixture(
-            fakelibvirt_ext.LiveResizeLibvirtFixture())
-        self.start_compute('compute1')
-        self.rp_uuid = self.compute_rp_uuids['compute1']
-
-    # helpers
-
-    def _flavor(self, vcpu=4, memory_mb=4096, **extra_specs):
-        return self._create_flavor(vcpu=vcpu, memory_mb=memory_mb, disk=1,
-                                   ephemeral=0, extra_spec=extra_specs)
-
-    def _boot(self, flavor_id=None):
-        flavor_id = flavor_id or self._flavor(minimum_cpu='2',
-                                              minimum_memory='1024')
-        return self._create_server(flavor_id=flavor_id, networks='none')
-
-    def _post(self, server, body, api=None):
-        api = api or self.admin_api
-        return api.api_post(URL % server['id'], body,
-                            check_response_status=[202]).body
+class LiveAdjustTestBase(base.LiveAdjustBase):
 
     def _refused(self, status, server, body, *texts, api=None):
         api = api or self.admin_api
@@ -112,22 +56,6 @@ class LiveAdjustTestBase(base.ServersTestBase):
         compat.validate_response(schema.show_response, body)
         return body['adjustment']
 
-    def _wait_event(self, server, request_id, result=None):
-        """Poll the action until its compute event has finished."""
-        deadline = time.monotonic() + 20
-        while True:
-            action = self.admin_api.get_instance_action_details(
-                server['id'], request_id)
-            for event in action['events']:
-                if event['event'] == EVENT and event['result']:
-                    if result is not None:
-                        self.assertEqual(result, event['result'], event)
-                    return action, event
-            if time.monotonic() > deadline:
-                self.fail('event %s of %s did not finish: %s' % (
-                    EVENT, request_id, action))
-            time.sleep(0.05)
-
     def _adjust(self, server, result='Success', **body):
         response = self._post(server, body)
         compat.validate_response(schema.adjust_response, response)
@@ -136,23 +64,6 @@ class LiveAdjustTestBase(base.ServersTestBase):
                                          result)
         self.assertEqual('xloud-adjust', action['action'])
         return adjustment, event
-
-    def _domain(self, server):
-        conn = self.computes['compute1'].driver._host.get_connection()
-        return conn.lookupByUUIDString(server['id'])
-
-    def _live(self, server):
-        live = self.libvirt_ext.live(self._domain(server))
-        return live['vcpus'], live['memory_kib'] // units.Ki
-
-    def _config(self, server):
-        config = self.libvirt_ext.config(self._domain(server))
-        return config['vcpus'], config['memory_kib'] // units.Ki
-
-    def _allocation(self, server):
-        allocations = self._get_allocations_by_server_uuid(server['id'])
-        resources = allocations[self.rp_uuid]['resources']
-        return resources['VCPU'], resources['MEMORY_MB']
 
     def _current(self, server):
         shown = self._show(server)
@@ -165,8 +76,16 @@ class LiveAdjustTestBase(base.ServersTestBase):
         self.assertEqual(expected, self._allocation(server))
         self.assertEqual(persisted, self._show(server)['persisted'])
 
-    def _boot_xml(self, server):
-        return self.libvirt_ext.boot_xml(self._domain(server))
+    def _bigger_flavor(self):
+        return self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
+                            minimum_memory='2048')
+
+    def _assert_booted_with(self, server, expected):
+        """The domain was defined with expected, and everything agrees."""
+        vcpus, memory_mb = expected
+        self.assertEqual((str(vcpus), str(memory_mb * units.Ki)),
+                         self._boot_xml(server))
+        self._assert_state(server, expected)
 
 
 class LiveAdjustTestCase(LiveAdjustTestBase):
@@ -349,9 +268,7 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         server = self._boot()
         self._adjust(server, current_vcpus=3, current_memory_mb=3072)
         self._reboot_server(server, hard=True)
-        self.assertEqual(('3', str(3072 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (3, 3072))
+        self._assert_booted_with(server, (3, 3072))
 
     def test_hard_reboot_not_persisted(self):
         server = self._boot()
@@ -360,9 +277,7 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
                      persist=False)
         self._assert_state(server, (4, 4096), persisted=False)
         self._reboot_server(server, hard=True)
-        self.assertEqual(('3', str(2048 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (3, 2048))
+        self._assert_booted_with(server, (3, 2048))
 
     def test_soft_reboot_keeps_what_is_not_persisted(self):
         server = self._boot()
@@ -384,9 +299,7 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self.flags(resume_guests_state_on_host_boot=True)
         self.restart_compute_service('compute1')
         server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertEqual(('3', str(2048 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (3, 2048))
+        self._assert_booted_with(server, (3, 2048))
 
     def test_stop_start(self):
         server = self._boot()
@@ -405,45 +318,31 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self.assertEqual((3, 1536), self._current(server))
         self.assertEqual((3, 1536), self._allocation(server))
         server = self._start_server(server)
-        self.assertEqual(('3', str(1536 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (3, 1536))
+        self._assert_booted_with(server, (3, 1536))
 
     def test_resize_revert_restores_persisted_values(self):
-        self.flags(allow_resize_to_same_host=True)
+        self._allow_resize_here()
         server = self._boot()
         self._adjust(server, current_vcpus=3, current_memory_mb=3072)
-        new_flavor = self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
-                                  minimum_memory='2048')
-        self.useFixture(fixtures.MockPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver'
-            '.migrate_disk_and_power_off', return_value='{}'))
+        new_flavor = self._bigger_flavor()
         server = self._resize_server(server, new_flavor)
         self.assertEqual(('3', str(2048 * units.Ki)),
                          self._boot_xml(server))
         self._revert_resize(server)
         server = self._wait_for_state_change(server, 'ACTIVE')
-        self.assertEqual(('3', str(3072 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (3, 3072))
+        self._assert_booted_with(server, (3, 3072))
 
     def test_resize_back_does_not_resurrect_old_values(self):
-        self.flags(allow_resize_to_same_host=True)
+        self._allow_resize_here()
         flavor_a = self._flavor(minimum_cpu='2', minimum_memory='1024')
         server = self._boot(flavor_a)
         self._adjust(server, current_vcpus=3, current_memory_mb=3072)
-        flavor_b = self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
-                                minimum_memory='2048')
-        self.useFixture(fixtures.MockPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver'
-            '.migrate_disk_and_power_off', return_value='{}'))
+        flavor_b = self._bigger_flavor()
         server = self._resize_server(server, flavor_b)
         self._confirm_resize(server)
         server = self._resize_server(server, flavor_a)
         self._confirm_resize(server)
-        self.assertEqual(('2', str(1024 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (2, 1024))
+        self._assert_booted_with(server, (2, 1024))
 
     def test_rebuild_keeps_persisted_values(self):
         server = self._boot()
@@ -451,9 +350,7 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self._adjust(server, current_vcpus=4, persist=False)
         server = self._rebuild_server(
             server, '155d900f-4e14-4e4c-a73d-069cbf4541e6')
-        self.assertEqual(('3', str(3072 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (3, 3072))
+        self._assert_booted_with(server, (3, 3072))
 
     def test_shelve_unshelve_does_not_fail(self):
         # Moves come in a later issue; until then they must not fail.
@@ -469,19 +366,13 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
                          self._boot_xml(server))
 
     def test_resize_drops_persisted_values(self):
-        self.flags(allow_resize_to_same_host=True)
+        self._allow_resize_here()
         server = self._boot()
         self._adjust(server, current_vcpus=4, current_memory_mb=4096)
-        new_flavor = self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
-                                  minimum_memory='2048')
-        self.useFixture(fixtures.MockPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver'
-            '.migrate_disk_and_power_off', return_value='{}'))
+        new_flavor = self._bigger_flavor()
         server = self._resize_server(server, new_flavor)
         self._confirm_resize(server)
-        self.assertEqual(('3', str(2048 * units.Ki)),
-                         self._boot_xml(server))
-        self._assert_state(server, (3, 2048))
+        self._assert_booted_with(server, (3, 2048))
         self._adjust(server, current_vcpus=6)
         self._assert_state(server, (6, 2048))
 
@@ -549,9 +440,7 @@ class LiveAdjustMoveTestCase(LiveAdjustTestBase):
         server = self._boot()
         self._adjust(server, current_vcpus=3, current_memory_mb=3072)
         self.start_compute('compute2')
-        self.useFixture(fixtures.MockPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver'
-            '.migrate_disk_and_power_off', return_value='{}'))
+        self._no_disk_to_move()
         self._migrate_server(server)
         server = self._wait_for_state_change(server, 'VERIFY_RESIZE')
         self._confirm_resize(server)

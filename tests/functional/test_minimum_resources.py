@@ -27,8 +27,8 @@ from nova.cmd import manage
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 
+from nova_xloud.testing import base
 from nova_xloud.virt import guest_config
-from tests.functional import base
 
 
 class MinimumResourcesTestBase(base.ServersTestBase):

@@ -16,7 +16,9 @@ Nova's fake has no setVcpusFlags, setMemoryFlags or vcpusFlags. This
 fixture adds them to fakelibvirt.Domain for the duration of a test,
 keeping a live and a config value per domain (both start from the
 domain XML: ``<vcpu current=...>`` and ``<currentMemory>``), and lets a
-test inject libvirt errors.
+test inject libvirt errors. XMLDesc shows those values as real libvirt
+does: the live ones for a running domain, the config ones with
+VIR_DOMAIN_XML_INACTIVE or when it is shut off.
 """
 
 import collections
@@ -121,9 +123,24 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             _state(dom)['live'] = dict(_state(dom)['config'])
             return orig_create(dom, flags)
 
+        orig_xml_desc = fakelibvirt.Domain.XMLDesc
+
+        def XMLDesc(dom, flags=0):
+            xml = orig_xml_desc(dom, flags)
+            state = dom._def.get('xloud')
+            if state is None:
+                return xml
+            inactive = (flags & fakelibvirt.VIR_DOMAIN_XML_INACTIVE or
+                        not dom.isActive())
+            return _with_current_values(
+                xml, state['config' if inactive else 'live'],
+                state['max_vcpus'])
+
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain._parse_definition',
             _parse_definition))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.XMLDesc', XMLDesc))
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.createWithFlags',
             createWithFlags))
@@ -155,6 +172,22 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
     @staticmethod
     def config(domain):
         return dict(domain._def['xloud']['config'])
+
+
+def _with_current_values(xml, values, max_vcpus):
+    """The domain XML with ``<vcpu current>`` and ``<currentMemory>``."""
+    tree = etree.fromstring(xml)
+    vcpu = tree.find('./vcpu')
+    if vcpu is not None:
+        # libvirt leaves the attribute out when all vCPUs are online.
+        if values[VCPUS] < max_vcpus:
+            vcpu.set('current', str(values[VCPUS]))
+        else:
+            vcpu.attrib.pop('current', None)
+    current_memory = tree.find('./currentMemory')
+    if current_memory is not None:
+        current_memory.text = str(values[MEMORY_KIB])
+    return etree.tostring(tree, encoding='unicode')
 
 
 def _error(injected):

@@ -1,0 +1,159 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Nova's own libvirt functional base, on a pip-installed Nova.
+
+``LiveAdjustBase`` is the in-process deployment the functional tests, the
+benchmark and ``nova-xloud demo`` share: API, conductor, scheduler,
+placement and one libvirt compute on fakelibvirt with the live resize
+calls, our plugins loaded through the series' hooks.
+"""
+
+import os
+import sys
+import time
+
+import fixtures
+from nova.api.openstack.compute import routes as nova_routes
+from nova.compute import manager as compute_manager
+from nova.tests.functional.libvirt import base
+from nova.virt.libvirt import driver as libvirt_driver
+from oslo_utils import units
+
+from nova_xloud.testing import fakelibvirt
+
+ADJUST_URL = '/os-xloud-adjust/%s'
+ADJUST_EVENT = 'compute_xloud_adjust'
+COMPUTE = 'compute1'
+
+
+def installed_api_paste_config():
+    """Nova's api-paste.ini where pip installs it, or None."""
+    path = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
+    return path if os.path.exists(path) else None
+
+
+class ServersTestBase(base.ServersTestBase):
+    """Nova's ServersTestBase, runnable on a pip-installed Nova.
+
+    Nova's conf fixture looks for api-paste.ini beside the nova package,
+    where a source tree keeps it; pip installs it in <prefix>/etc/nova.
+    """
+
+    def _setup_services(self):
+        path = installed_api_paste_config()
+        if path:
+            self.flags(api_paste_config=path, group='wsgi')
+        super()._setup_services()
+
+
+class XloudPluginsFixture(fixtures.Fixture):
+    """Load our plugins through the hooks' entry points, afresh per test.
+
+    The hooks cache their plugins once per process; the caches are cleared
+    so each test sees the installed entry points (and a test may take the
+    RPC endpoint away to play a compute that does not run nova-xloud).
+    """
+
+    def __init__(self, endpoints=True):
+        self.endpoints = endpoints
+
+    def _setUp(self):
+        for func in (nova_routes._plugin_routes,
+                     compute_manager._rpc_endpoint_plugins,
+                     libvirt_driver._guest_config_hooks):
+            func.cache_clear()
+            self.addCleanup(func.cache_clear)
+        if not self.endpoints:
+            self.useFixture(fixtures.MockPatch(
+                'nova.compute.manager._rpc_endpoint_plugins',
+                return_value=[]))
+
+
+class LiveAdjustBase(ServersTestBase):
+    """One libvirt compute that can change its guests live."""
+
+    microversion = '2.84'
+    XLOUD_ENDPOINT = True
+    EVENT_TIMEOUT = 20
+
+    def setUp(self):
+        # Before the API fixture builds the router through the hook.
+        self.useFixture(XloudPluginsFixture(endpoints=self.XLOUD_ENDPOINT))
+        super().setUp()
+        self.libvirt_ext = self.useFixture(
+            fakelibvirt.LiveResizeLibvirtFixture())
+        self.start_compute(COMPUTE)
+        self.rp_uuid = self.compute_rp_uuids[COMPUTE]
+
+    def _flavor(self, vcpu=4, memory_mb=4096, name=None, **extra_specs):
+        return self._create_flavor(name=name, vcpu=vcpu, memory_mb=memory_mb,
+                                   disk=1, ephemeral=0,
+                                   extra_spec=extra_specs)
+
+    def _boot(self, flavor_id=None, name=None):
+        flavor_id = flavor_id or self._flavor(minimum_cpu='2',
+                                              minimum_memory='1024')
+        return self._create_server(name=name, flavor_id=flavor_id,
+                                   networks='none')
+
+    def _no_disk_to_move(self):
+        """Resizes and migrations skip the disk copy of the fake host."""
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver'
+            '.migrate_disk_and_power_off', return_value='{}'))
+
+    def _allow_resize_here(self):
+        """Resize to the same host, with no disk to move."""
+        self.flags(allow_resize_to_same_host=True)
+        self._no_disk_to_move()
+
+    def _post(self, server, body, api=None):
+        api = api or self.admin_api
+        return api.api_post(ADJUST_URL % server['id'], body,
+                            check_response_status=[202]).body
+
+    def _wait_event(self, server, request_id, result=None):
+        """Poll the action until its compute event has finished."""
+        deadline = time.monotonic() + self.EVENT_TIMEOUT
+        while True:
+            action = self.admin_api.get_instance_action_details(
+                server['id'], request_id)
+            for event in action['events']:
+                if event['event'] == ADJUST_EVENT and event['result']:
+                    if result is not None:
+                        self.assertEqual(result, event['result'], event)
+                    return action, event
+            if time.monotonic() > deadline:
+                self.fail('event %s of %s did not finish: %s' % (
+                    ADJUST_EVENT, request_id, action))
+            time.sleep(0.05)
+
+    def _domain(self, server):
+        conn = self.computes[COMPUTE].driver._host.get_connection()
+        return conn.lookupByUUIDString(server['id'])
+
+    def _live(self, server):
+        live = self.libvirt_ext.live(self._domain(server))
+        return live['vcpus'], live['memory_kib'] // units.Ki
+
+    def _config(self, server):
+        config = self.libvirt_ext.config(self._domain(server))
+        return config['vcpus'], config['memory_kib'] // units.Ki
+
+    def _allocation(self, server):
+        allocations = self._get_allocations_by_server_uuid(server['id'])
+        resources = allocations[self.rp_uuid]['resources']
+        return resources['VCPU'], resources['MEMORY_MB']
+
+    def _boot_xml(self, server):
+        return self.libvirt_ext.boot_xml(self._domain(server))
