@@ -3,10 +3,10 @@
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
+from nova_xloud.demo import environment as demo_env
 from nova_xloud import releases
 from nova_xloud.series import errors
 from nova_xloud.series import gitflow
@@ -120,17 +120,6 @@ def cmd_build(args):
     _build(args, release, os.path.abspath(args.out))
 
 
-def _installed_nova_root():
-    """The directory holding the installed nova package, or None."""
-    probe = ('import importlib.util, os; '
-             "spec = importlib.util.find_spec('nova'); "
-             "print(os.path.dirname(os.path.dirname(spec.origin)) "
-             "if spec and spec.origin else '')")
-    result = subprocess.run([sys.executable, '-c', probe],
-                            capture_output=True, text=True)
-    return result.stdout.strip() or None
-
-
 def cmd_install(args):
     release = _release(args.release)
     archive = _fetch_sdist(args, release)
@@ -143,7 +132,7 @@ def cmd_install(args):
         extra += ['openstack-placement==%s' % release.placement_version,
                   # for the tests of our openstackclient plugin
                   'python-openstackclient']
-    installed_before = _installed_nova_root()
+    installed_before = target_mod.installed_root()
     _say('[install] nova %s with the %s upper-constraints'
          % (release.nova_version, release.name))
     sdist.install(release, archive, requirements, extra)
@@ -153,7 +142,7 @@ def cmd_install(args):
         _say('[install] reinstalling nova %s with upstream\'s files'
              % release.nova_version)
         sdist.reinstall(archive)
-    root = _installed_nova_root()
+    root = target_mod.installed_root()
     if root is None:
         raise errors.SeriesError('nova is not importable after the install')
     target = target_mod.find(root)
@@ -247,6 +236,20 @@ def cmd_export_kolla(args):
                  report=_indent)
 
 
+def cmd_demo(args):
+    release = _release(args.release) if args.release else releases.newest()
+    if args.patches_dir:
+        # For every nova-xloud the demo runs: the probe, install, scenario.
+        os.environ[series_mod.PATCHES_ENV] = os.path.abspath(
+            args.patches_dir)
+    python = demo_env.prepare(release, args.venv, args.cache_dir,
+                              args.source, report=_say)
+    returncode = demo_env.run_scenario(python, release, args.full_xml)
+    if returncode != 0:
+        raise errors.SeriesError('the demo failed (exit status %d); see'
+                                 ' above' % returncode)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='nova-xloud',
@@ -322,6 +325,30 @@ def build_parser():
     sub.add_argument('to_release', metavar='TO')
     sub.add_argument('dir', help='new worktree for the TO release')
     sub.set_defaults(func=cmd_rebase)
+
+    sub = commands.add_parser(
+        'demo', help='run an in-process Nova of a release (no cloud needed)'
+                     ' and adjust a server live',
+        description='Start placement, nova-api, conductor, scheduler and a'
+                    ' libvirt compute on fakelibvirt in one process, from'
+                    " the release's patched Nova and Nova's own test"
+                    ' fixtures; boot a server with a minimum flavor, adjust'
+                    ' it up and down, and print the domain XML and the'
+                    ' placement allocations at each step. Uses this'
+                    " environment when it has that release's patched Nova"
+                    ' and test requirements; otherwise builds a virtualenv'
+                    ' (in the cache, reused afterwards).')
+    sub.add_argument('release', nargs='?',
+                     help='default: %s' % releases.newest().name)
+    sub.add_argument('--venv', help='virtualenv to build or reuse (default:'
+                                    ' CACHE_DIR/demo/RELEASE)')
+    sub.add_argument('--source', help='where to install nova-xloud into the'
+                                      ' virtualenv from (default: where'
+                                      ' this one came from)')
+    sub.add_argument('--full-xml', action='store_true',
+                     help='print the whole domain XML, not the elements'
+                          ' that change')
+    sub.set_defaults(func=cmd_demo)
 
     sub = commands.add_parser('export',
                               help='write a worktree back as the series')

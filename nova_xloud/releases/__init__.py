@@ -60,6 +60,11 @@ RELEASES = (
 )
 
 
+def newest():
+    """The newest release the series is tested on."""
+    return [release for release in RELEASES if release.tested][-1]
+
+
 def names():
     return [release.name for release in RELEASES]
 

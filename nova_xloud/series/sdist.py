@@ -31,16 +31,21 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _run_pip(args, what, env=None):
-    command = [sys.executable, '-m', 'pip',
-               '--disable-pip-version-check'] + args
+def run_checked(command, what, env=None):
+    """Run ``command`` quietly; on failure raise with its last lines."""
     result = subprocess.run(command, capture_output=True, text=True,
                             env=env)
     if result.returncode != 0:
         tail = '\n'.join((result.stdout + result.stderr).splitlines()[-15:])
-        raise errors.SeriesError('%s failed (pip exited %d):\n%s'
-                                 % (what, result.returncode, tail))
+        raise errors.SeriesError('%s failed (%s exited %d):\n%s'
+                                 % (what, os.path.basename(command[0]),
+                                    result.returncode, tail))
     return result
+
+
+def run_pip(args, what, python=None, env=None):
+    return run_checked([python or sys.executable, '-m', 'pip',
+                        '--disable-pip-version-check'] + args, what, env)
 
 
 def sdist_path(release, cache_dir):
@@ -60,9 +65,9 @@ def download(release, cache_dir, report=print):
     with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as work:
         # pip, not a URL of our own: operators' index and proxy settings
         # in pip.conf apply.
-        _run_pip(['download', '--no-deps', '--no-binary', ':all:',
-                  '-d', work, 'nova==%s' % release.nova_version],
-                 'downloading nova %s' % release.nova_version)
+        run_pip(['download', '--no-deps', '--no-binary', ':all:',
+                 '-d', work, 'nova==%s' % release.nova_version],
+                'downloading nova %s' % release.nova_version)
         found = glob.glob(os.path.join(work, 'nova-*.tar.gz'))
         if not found:
             raise errors.SeriesError('pip downloaded no nova sdist')
@@ -120,9 +125,9 @@ def build_wheel(release, tree, out_dir, report=print):
     """Build a wheel of the patched tree, versioned with our local label."""
     os.makedirs(out_dir, exist_ok=True)
     report('building the wheel of nova %s' % release.local_version)
-    _run_pip(['wheel', '--no-deps', '-w', out_dir, tree],
-             'building the wheel',
-             env=dict(os.environ, PBR_VERSION=release.local_version))
+    run_pip(['wheel', '--no-deps', '-w', out_dir, tree],
+            'building the wheel',
+            env=dict(os.environ, PBR_VERSION=release.local_version))
     wheel = os.path.join(out_dir, 'nova-%s-py3-none-any.whl'
                          % release.local_version)
     if not os.path.exists(wheel):
@@ -139,10 +144,10 @@ def install(release, archive, requirements=(), extra=()):
     args = ['install', '-c', release.constraints_path, archive]
     for path in requirements:
         args += ['-r', path]
-    _run_pip(args + list(extra), 'installing %s' % os.path.basename(archive))
+    run_pip(args + list(extra), 'installing %s' % os.path.basename(archive))
 
 
 def reinstall(archive):
     """pip install ``archive`` again, alone, over what is installed."""
-    _run_pip(['install', '--force-reinstall', '--no-deps', archive],
-             'reinstalling %s' % os.path.basename(archive))
+    run_pip(['install', '--force-reinstall', '--no-deps', archive],
+            'reinstalling %s' % os.path.basename(archive))

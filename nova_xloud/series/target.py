@@ -7,10 +7,25 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 
 from nova_xloud.series import errors
 
 STAMP_NAME = '.nova-xloud-series.json'
+
+# Run in a fresh interpreter: the caller may have just (re)installed Nova,
+# or may ask about another environment's Python.
+_ROOT_PROBE = ('import importlib.util, os; '
+               "spec = importlib.util.find_spec('nova'); "
+               "print(os.path.dirname(os.path.dirname(spec.origin)) "
+               "if spec and spec.origin else '')")
+
+
+def installed_root(python=None):
+    """The directory holding the nova package ``python`` imports, or None."""
+    result = subprocess.run([python or sys.executable, '-c', _ROOT_PROBE],
+                            capture_output=True, text=True)
+    return result.stdout.strip() or None
 
 
 @dataclasses.dataclass

@@ -6,7 +6,6 @@ read from the stamp of the installed, patched Nova.
 """
 
 import contextlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,10 +15,10 @@ from nova_xloud.series import target as target_mod
 
 
 def installed_nova_root():
-    spec = importlib.util.find_spec('nova')
-    if spec is None or not spec.origin:
+    root = target_mod.installed_root()
+    if root is None:
         raise SystemExit('nova is not installed in this environment')
-    return os.path.dirname(os.path.dirname(spec.origin))
+    return root
 
 
 # Upstream files whose tests do not follow the test_<name>.py rule.

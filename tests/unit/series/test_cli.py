@@ -1,10 +1,12 @@
 import io
 import os
+from unittest import mock
 
 import fixtures
 import testtools
 
 from nova_xloud.cmd import series as cli
+from nova_xloud import releases
 from tests.unit.series import fakes
 
 
@@ -96,3 +98,50 @@ class CommandTestCase(testtools.TestCase):
         self.assertEqual(1, code)
         self.assertIn('error: nova/api.py: Permission denied', err)
         self.assertNotIn('Traceback', err)
+
+
+class DemoCommandTestCase(CommandTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.prepare = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.prepare',
+            return_value='/venv/bin/python')).mock
+        self.scenario = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.run_scenario',
+            return_value=0)).mock
+        self.useFixture(fixtures.EnvironmentVariable('NOVA_XLOUD_PATCHES'))
+
+    def test_the_newest_release_is_the_default(self):
+        code, _, _ = self._run('demo')
+        self.assertEqual(0, code)
+        newest = releases.RELEASES[-1]
+        self.prepare.assert_called_once_with(newest, None, self.cache, None,
+                                             report=mock.ANY)
+        self.scenario.assert_called_once_with('/venv/bin/python', newest,
+                                              False)
+
+    def test_options_reach_the_environment_and_the_scenario(self):
+        code, _, _ = self._run('demo', '2025.1', '--venv', '/v',
+                               '--source', '/src', '--full-xml')
+        self.assertEqual(0, code)
+        release = releases.get('2025.1')
+        self.prepare.assert_called_once_with(release, '/v', self.cache,
+                                             '/src', report=mock.ANY)
+        self.scenario.assert_called_once_with('/venv/bin/python', release,
+                                              True)
+        # The demo's own nova-xloud processes read the same series.
+        self.assertEqual(self.patches_dir, os.environ['NOVA_XLOUD_PATCHES'])
+
+    def test_a_failed_scenario_fails_the_command(self):
+        self.scenario.return_value = 1
+        code, _, err = self._run('demo')
+        self.assertEqual(1, code)
+        self.assertIn('nova-xloud demo: error: the demo failed (exit status'
+                      ' 1)', err)
+
+    def test_unknown_release_is_a_usage_error(self):
+        code, _, err = self._run('demo', '2023.2')
+        self.assertEqual(2, code)
+        self.assertIn("unknown release '2023.2'", err)
+        self.prepare.assert_not_called()

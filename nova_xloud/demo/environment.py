@@ -1,0 +1,161 @@
+"""Find or build the Python that runs the demo of a release."""
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+
+from nova_xloud.series import errors
+from nova_xloud.series import sdist
+
+DIST = 'nova-xloud'
+
+
+def default_venv(cache_dir, release):
+    return os.path.join(cache_dir, 'demo', release.name)
+
+
+def venv_python(venv):
+    return os.path.join(venv, 'bin', 'python')
+
+
+def probe(python, release):
+    """(nova-xloud version or None, [reasons it cannot run the demo])."""
+    result = subprocess.run(
+        [python, '-m', 'nova_xloud.demo.probe', release.name],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        return None, ['nova-xloud does not run there (%s)'
+                      % (lines[-1] if lines else 'exit status %d'
+                         % result.returncode)]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer['nova_xloud'], answer['missing']
+
+
+def _checkout_root():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    return root if os.path.isfile(os.path.join(root, 'setup.cfg')) else None
+
+
+def _from_direct_url(text):
+    """pip arguments for a PEP 610 direct_url.json of a local install."""
+    info = json.loads(text)
+    url = urllib.parse.urlparse(info.get('url', ''))
+    if url.scheme != 'file':
+        return None
+    path = urllib.request.url2pathname(url.path)
+    if not os.path.exists(path):
+        return None
+    if info.get('dir_info', {}).get('editable'):
+        return ['-e', path]
+    return [path]
+
+
+def own_source():
+    """pip arguments that install this nova-xloud into another venv."""
+    # Running from a source tree (an editable install of any kind, or no
+    # install): that tree, editable.
+    root = _checkout_root()
+    if root:
+        return ['-e', root]
+    try:
+        dist = importlib.metadata.distribution(DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise errors.UsageError('cannot tell where nova-xloud comes from;'
+                                ' give --source (a checkout, sdist or'
+                                ' wheel)')
+    direct_url = dist.read_text('direct_url.json')
+    found = _from_direct_url(direct_url) if direct_url else None
+    # Installed from an index: the same index has it.
+    return found or ['%s==%s' % (DIST, dist.version)]
+
+
+def own_version():
+    try:
+        return importlib.metadata.version(DIST)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def create_venv(venv, report):
+    if os.path.exists(venv) and os.listdir(venv):
+        raise errors.UsageError(
+            '%s exists but is not a virtualenv; remove it or give another'
+            ' --venv' % venv)
+    report('[demo] creating the virtualenv %s' % venv)
+    sdist.run_checked([sys.executable, '-m', 'venv', venv],
+                      'creating %s' % venv)
+
+
+def install_nova_xloud(venv, source, report):
+    report('[demo] installing nova-xloud into %s from %s'
+           % (venv, ' '.join(source)))
+    try:
+        sdist.run_pip(['install'] + list(source),
+                      'installing nova-xloud into %s' % venv,
+                      python=venv_python(venv))
+    except errors.SeriesError as exc:
+        raise errors.SeriesError('%s\ngive --source: a checkout, sdist or'
+                                 ' wheel of nova-xloud' % exc)
+
+
+def install_nova(venv, release, cache_dir, report):
+    report('[demo] installing nova %s with its test requirements and'
+           ' placement into %s, then applying the series (first run only:'
+           ' a few minutes)' % (release.nova_version, venv))
+    # Its own progress lines go straight to the terminal.
+    returncode = subprocess.call([os.path.join(venv, 'bin', 'nova-xloud'),
+                                  '--cache-dir', cache_dir, 'install',
+                                  release.name, '--with-tests'])
+    if returncode != 0:
+        raise errors.SeriesError('installing nova %s into %s failed (exit'
+                                 ' status %d)' % (release.nova_version, venv,
+                                                  returncode))
+
+
+def prepare(release, venv, cache_dir, source=None, report=print):
+    """The Python that runs the demo of ``release``.
+
+    This environment's, when it has the release's patched Nova and its
+    test requirements and no ``venv`` is asked for; otherwise ``venv`` (by
+    default one per release in the cache), built or brought up to date.
+    """
+    if venv is None:
+        _, missing = probe(sys.executable, release)
+        if not missing:
+            report('[demo] this environment has the patched nova %s: %s'
+                   % (release.nova_version, sys.prefix))
+            return sys.executable
+        venv = default_venv(cache_dir, release)
+        report('[demo] not in this environment (%s); using %s'
+               % ('; '.join(missing), venv))
+    venv = os.path.abspath(venv)
+    python = venv_python(venv)
+    if not os.path.exists(python):
+        create_venv(venv, report)
+    version, missing = probe(python, release)
+    if source or version is None or version != own_version():
+        install_nova_xloud(venv, [source] if source else own_source(),
+                           report)
+        version, missing = probe(python, release)
+    if missing:
+        install_nova(venv, release, cache_dir, report)
+        version, missing = probe(python, release)
+    if missing:
+        raise errors.SeriesError('%s still cannot run the demo: %s'
+                                 % (venv, '; '.join(missing)))
+    report('[demo] %s is ready' % venv)
+    return python
+
+
+def run_scenario(python, release, full_xml=False):
+    """Run the scenario with ``python``; its exit status."""
+    command = [python, '-m', 'nova_xloud.demo', release.name]
+    if full_xml:
+        command.append('--full-xml')
+    return subprocess.call(command)

@@ -1,0 +1,1 @@
+"""The newcomer's path: only nova-xloud is installed; never import Nova."""

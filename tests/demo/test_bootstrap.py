@@ -1,0 +1,71 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-xloud demo`` where only nova-xloud is installed (tox -e demo).
+
+The command builds its own virtualenv with the newest release's patched
+Nova and its test requirements, runs the demo there, and reuses the
+virtualenv on the next run.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import fixtures
+import testtools
+
+from nova_xloud import releases
+
+
+def nova_xloud(*args):
+    command = os.path.join(os.path.dirname(sys.executable), 'nova-xloud')
+    return subprocess.run((command,) + args, capture_output=True,
+                          text=True, timeout=1800)
+
+
+class BootstrapTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.assertIsNone(importlib.util.find_spec('nova'),
+                          'this test needs an environment without Nova')
+        self.venv = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                                 'demo')
+
+    def _assert_demo_ran(self, result, release):
+        self.assertEqual(0, result.returncode,
+                         result.stdout + result.stderr)
+        self.assertIn('nova-xloud demo: nova %s (%s) with the nova-xloud'
+                      ' series' % (release.nova_version, release.name),
+                      result.stdout)
+        self.assertIn('<vcpu current="3">4</vcpu>', result.stdout)
+        self.assertIn('[demo] finished', result.stdout)
+
+    def test_the_demo_builds_its_virtualenv_then_reuses_it(self):
+        release = releases.newest()
+        first = nova_xloud('demo', '--venv', self.venv)
+        self._assert_demo_ran(first, release)
+        for step in ('[demo] creating the virtualenv %s' % self.venv,
+                     '[demo] installing nova-xloud into %s' % self.venv,
+                     '[demo] installing nova %s' % release.nova_version,
+                     '[apply] %s' % self.venv,
+                     '[demo] %s is ready' % self.venv):
+            self.assertIn(step, first.stdout)
+
+        again = nova_xloud('demo', '--venv', self.venv)
+        self._assert_demo_ran(again, release)
+        self.assertNotIn('[demo] creating', again.stdout)
+        self.assertNotIn('[demo] installing', again.stdout)
+        self.assertTrue(again.stdout.startswith(
+            '[demo] %s is ready\n' % self.venv), again.stdout)

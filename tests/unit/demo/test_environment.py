@@ -1,0 +1,225 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import json
+import os
+import stat
+import sys
+from unittest import mock
+
+import fixtures
+import testtools
+
+from nova_xloud.demo import environment
+from nova_xloud import releases
+from nova_xloud.series import errors
+from nova_xloud.series import target as target_mod
+
+NEWEST = releases.newest()
+
+
+def installed_release():
+    target = target_mod.find(target_mod.installed_root())
+    return releases.for_nova_version(target.nova_version)
+
+
+class SourceTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+
+    def _direct_url(self, url, **info):
+        return json.dumps(dict(info, url=url))
+
+    def test_an_editable_checkout_is_installed_editable(self):
+        self.assertEqual(['-e', self.tmp], environment._from_direct_url(
+            self._direct_url('file://' + self.tmp,
+                             dir_info={'editable': True})))
+
+    def test_a_local_wheel_is_installed_from_its_path(self):
+        wheel = os.path.join(self.tmp, 'nova_xloud-1.0-py3-none-any.whl')
+        open(wheel, 'w').close()
+        self.assertEqual([wheel], environment._from_direct_url(
+            self._direct_url('file://' + wheel, archive_info={})))
+
+    def test_a_vanished_path_or_a_remote_url_gives_nothing(self):
+        self.assertIsNone(environment._from_direct_url(self._direct_url(
+            'file://' + os.path.join(self.tmp, 'gone'))))
+        self.assertIsNone(environment._from_direct_url(self._direct_url(
+            'https://example.org/nova_xloud-1.0.tar.gz')))
+
+    def _installed(self, direct_url):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment._checkout_root', return_value=None))
+        dist = mock.Mock(version='1.2.3')
+        dist.read_text.return_value = direct_url
+        self.useFixture(fixtures.MockPatch(
+            'importlib.metadata.distribution', return_value=dist))
+        return dist
+
+    def test_an_index_install_is_asked_of_the_same_index(self):
+        dist = self._installed(None)
+        self.assertEqual(['nova-xloud==1.2.3'], environment.own_source())
+        dist.read_text.assert_called_once_with('direct_url.json')
+
+    def test_an_install_from_a_vanished_wheel_is_asked_of_the_index(self):
+        self._installed(self._direct_url(
+            'file://' + os.path.join(self.tmp, 'gone.whl'),
+            archive_info={}))
+        self.assertEqual(['nova-xloud==1.2.3'], environment.own_source())
+
+    def test_an_install_from_a_local_wheel_reuses_it(self):
+        wheel = os.path.join(self.tmp, 'nova_xloud-1.2.3-py3-none-any.whl')
+        open(wheel, 'w').close()
+        self._installed(self._direct_url('file://' + wheel,
+                                         archive_info={}))
+        self.assertEqual([wheel], environment.own_source())
+
+    def test_code_running_from_a_source_tree_installs_that_tree(self):
+        # As here: tox's editable install runs the code of the checkout.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(environment.__file__))))
+        self.assertTrue(os.path.isfile(os.path.join(root, 'setup.cfg')))
+        self.assertEqual(['-e', root], environment.own_source())
+
+
+class ProbeTestCase(testtools.TestCase):
+
+    def _fake_python(self, script):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'python')
+        with open(path, 'w') as handle:
+            handle.write('#!/bin/sh\n' + script)
+        os.chmod(path, stat.S_IRWXU)
+        return path
+
+    def test_the_answer_of_the_other_python_is_read(self):
+        python = self._fake_python(
+            'echo "some warning"\n'
+            'echo \'{"nova_xloud": "1.0", "missing": ["placement"]}\'\n')
+        self.assertEqual(('1.0', ['placement']),
+                         environment.probe(python, NEWEST))
+
+    def test_a_python_without_nova_xloud_is_not_ready(self):
+        python = self._fake_python(
+            'echo "No module named nova_xloud" >&2\nexit 1\n')
+        self.assertEqual(
+            (None, ['nova-xloud does not run there (No module named'
+                    ' nova_xloud)']),
+            environment.probe(python, NEWEST))
+
+    def test_this_environment_can_run_the_demo_of_its_release(self):
+        version, missing = environment.probe(sys.executable,
+                                             installed_release())
+        self.assertEqual([], missing)
+        self.assertEqual(environment.own_version(), version)
+
+    def test_this_environment_cannot_run_another_release(self):
+        here = installed_release()
+        other = [r for r in releases.RELEASES if r is not here][0]
+        _, missing = environment.probe(sys.executable, other)
+        self.assertEqual(['nova %s is installed, not nova %s'
+                          % (here.nova_version, other.nova_version)],
+                         missing)
+
+
+class PrepareTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cache = self.useFixture(fixtures.TempDir()).path
+        self.lines = []
+        self.probe = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.probe')).mock
+        self.create = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.create_venv')).mock
+        self.install_xloud = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.install_nova_xloud')).mock
+        self.install_nova = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.install_nova')).mock
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.own_version', return_value='1.0'))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.own_source',
+            return_value=['-e', '/src']))
+
+    def _prepare(self, venv=None, source=None):
+        return environment.prepare(NEWEST, venv, self.cache, source,
+                                   report=self.lines.append)
+
+    def test_a_ready_environment_is_used_as_it_is(self):
+        self.probe.return_value = ('1.0', [])
+        self.assertEqual(sys.executable, self._prepare())
+        self.probe.assert_called_once_with(sys.executable, NEWEST)
+        self.create.assert_not_called()
+        self.install_xloud.assert_not_called()
+        self.install_nova.assert_not_called()
+
+    def test_otherwise_a_venv_in_the_cache_is_built(self):
+        venv = os.path.join(self.cache, 'demo', NEWEST.name)
+        python = os.path.join(venv, 'bin', 'python')
+        self.probe.side_effect = [('1.0', ['nova is not installed']),
+                                  (None, ['nova-xloud does not run there']),
+                                  ('1.0', ['nova is not installed']),
+                                  ('1.0', [])]
+        self.assertEqual(python, self._prepare())
+        self.assertEqual([mock.call(sys.executable, NEWEST)] +
+                         [mock.call(python, NEWEST)] * 3,
+                         self.probe.call_args_list)
+        self.create.assert_called_once_with(venv, self.lines.append)
+        self.install_xloud.assert_called_once_with(
+            venv, ['-e', '/src'], self.lines.append)
+        self.install_nova.assert_called_once_with(
+            venv, NEWEST, self.cache, self.lines.append)
+        self.assertIn('[demo] not in this environment (nova is not'
+                      ' installed); using %s' % venv, self.lines)
+
+    def test_a_ready_venv_is_reused(self):
+        venv = self.useFixture(fixtures.TempDir()).path
+        os.makedirs(os.path.join(venv, 'bin'))
+        open(os.path.join(venv, 'bin', 'python'), 'w').close()
+        self.probe.return_value = ('1.0', [])
+        self.assertEqual(os.path.join(venv, 'bin', 'python'),
+                         self._prepare(venv))
+        self.create.assert_not_called()
+        self.install_xloud.assert_not_called()
+        self.install_nova.assert_not_called()
+
+    def test_another_nova_xloud_version_is_replaced(self):
+        venv = os.path.join(self.cache, 'v')
+        self.probe.side_effect = [('0.9', []), ('1.0', [])]
+        self._prepare(venv, source='/tmp/nova_xloud-1.0.tar.gz')
+        self.install_xloud.assert_called_once_with(
+            venv, ['/tmp/nova_xloud-1.0.tar.gz'], self.lines.append)
+        self.install_nova.assert_not_called()
+
+    def test_a_venv_still_missing_something_is_an_error(self):
+        venv = os.path.join(self.cache, 'v')
+        self.probe.return_value = ('1.0', ['placement does not import'])
+        e = self.assertRaises(errors.SeriesError, self._prepare, venv)
+        self.assertEqual('%s still cannot run the demo: placement does not'
+                         ' import' % venv, str(e))
+        self.install_nova.assert_called_once_with(
+            venv, NEWEST, self.cache, self.lines.append)
+
+
+class CreateVenvTestCase(testtools.TestCase):
+
+    def test_a_directory_that_is_no_venv_is_left_alone(self):
+        venv = self.useFixture(fixtures.TempDir()).path
+        with open(os.path.join(venv, 'notes.txt'), 'w') as handle:
+            handle.write('mine')
+        e = self.assertRaises(errors.UsageError, environment.create_venv,
+                              venv, print)
+        self.assertIn('%s exists but is not a virtualenv' % venv, str(e))
+        self.assertEqual(['notes.txt'], os.listdir(venv))
