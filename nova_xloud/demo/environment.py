@@ -83,7 +83,8 @@ def own_version():
 
 
 def create_venv(venv, report):
-    if os.path.exists(venv) and os.listdir(venv):
+    if os.path.exists(venv) and (not os.path.isdir(venv) or
+                                 os.listdir(venv)):
         raise errors.UsageError(
             '%s exists but is not a virtualenv; remove it or give another'
             ' --venv' % venv)

@@ -76,6 +76,14 @@ class LiveAdjustTestBase(base.LiveAdjustBase):
         self.assertEqual(expected, self._allocation(server))
         self.assertEqual(persisted, self._show(server)['persisted'])
 
+    def _persisted_then_transient(self):
+        """A server persisted at (3, 2048), then live at (4, 4096) only."""
+        server = self._boot()
+        self._adjust(server, current_vcpus=3, current_memory_mb=2048)
+        self._adjust(server, current_vcpus=4, current_memory_mb=4096,
+                     persist=False)
+        return server
+
     def _bigger_flavor(self):
         return self._flavor(vcpu=6, memory_mb=6144, minimum_cpu='3',
                             minimum_memory='2048')
@@ -271,19 +279,13 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self._assert_booted_with(server, (3, 3072))
 
     def test_hard_reboot_not_persisted(self):
-        server = self._boot()
-        self._adjust(server, current_vcpus=3, current_memory_mb=2048)
-        self._adjust(server, current_vcpus=4, current_memory_mb=4096,
-                     persist=False)
+        server = self._persisted_then_transient()
         self._assert_state(server, (4, 4096), persisted=False)
         self._reboot_server(server, hard=True)
         self._assert_booted_with(server, (3, 2048))
 
     def test_soft_reboot_keeps_what_is_not_persisted(self):
-        server = self._boot()
-        self._adjust(server, current_vcpus=3, current_memory_mb=2048)
-        self._adjust(server, current_vcpus=4, current_memory_mb=4096,
-                     persist=False)
+        server = self._persisted_then_transient()
         # A soft reboot relaunches the guest from the libvirt config: it
         # must come back with what the records show.
         self.assertEqual((4, 4096), self._config(server))

@@ -400,19 +400,19 @@ class PlacementTestCase(test.NoDBTestCase):
             only_increase=True, client=self.client))
         self.client.put_allocations.assert_not_called()
 
+    def _refused_raising_memory(self):
+        return self.assertRaises(placement.PlacementRefused,
+                                 placement.set_amounts, self.ctxt,
+                                 self.instance, memory_mb=8192,
+                                 client=self.client)
+
     def test_refused(self):
         self.client.put_allocations.return_value = False
-        e = self.assertRaises(placement.PlacementRefused,
-                              placement.set_amounts, self.ctxt,
-                              self.instance, memory_mb=8192,
-                              client=self.client)
+        e = self._refused_raising_memory()
         self.assertIn('MEMORY_MB=8192', e.format_message())
         self.assertIn('not enough free capacity', e.format_message())
         self.client.put_allocations.return_value = None
-        e = self.assertRaises(placement.PlacementRefused,
-                              placement.set_amounts, self.ctxt,
-                              self.instance, memory_mb=8192,
-                              client=self.client)
+        e = self._refused_raising_memory()
         self.assertIn('could not be reached', e.format_message())
         self.client.put_allocations.side_effect = (
             exception.AllocationUpdateFailed(consumer_uuid=UUID,

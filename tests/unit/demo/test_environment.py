@@ -223,3 +223,13 @@ class CreateVenvTestCase(testtools.TestCase):
                               venv, print)
         self.assertIn('%s exists but is not a virtualenv' % venv, str(e))
         self.assertEqual(['notes.txt'], os.listdir(venv))
+
+    def test_a_file_is_no_venv_either(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, 'f')
+        with open(path, 'w') as handle:
+            handle.write('mine')
+        e = self.assertRaises(errors.UsageError, environment.create_venv,
+                              path, print)
+        self.assertIn('%s exists but is not a virtualenv' % path, str(e))
+        with open(path) as handle:
+            self.assertEqual('mine', handle.read())
