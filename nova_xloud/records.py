@@ -24,7 +24,13 @@ system_metadata.
   start, rebuild, resize), so they never outlive the guest they describe;
 * last: request id, status and message of the last adjustment;
 * sequence: bumped by the API for every accepted adjustment so that the
-  compute drops one superseded by a newer one.
+  compute drops one superseded by a newer one;
+* allocation stale: set (to the reason) when the placement allocation
+  could not be set to what the guest has; whoever sets it later (the drift
+  repair) clears it.
+
+This module reads and changes a dict and nothing else; nova_xloud.store
+writes the changes atomically.
 """
 
 import collections
@@ -45,6 +51,7 @@ LAST_REQUEST_ID = 'xloud_last_request_id'
 LAST_STATUS = 'xloud_last_status'
 LAST_MESSAGE = 'xloud_last_message'
 SEQUENCE = 'xloud_adjust_seq'
+ALLOCATION_STALE = 'xloud_allocation_stale'
 
 PERSISTED_KEYS = (PERSISTED_VCPUS, PERSISTED_MEMORY_MB, PERSISTED_FLAVORID)
 LIVE_KEYS = (LIVE_VCPUS, LIVE_MEMORY_MB, LIVE_FLAVORID)
@@ -59,6 +66,22 @@ MAX_VALUE_LENGTH = 255
 Range = collections.namedtuple('Range', ['minimum', 'maximum'])
 Limits = collections.namedtuple('Limits', ['vcpus', 'memory_mb'])
 Last = collections.namedtuple('Last', ['request_id', 'status', 'message'])
+
+
+class View(object):
+    """Records as a dict beside the flavors they are read against.
+
+    Stands for an instance in the functions below (nova_xloud.store hands
+    one to the change it applies).
+    """
+
+    def __init__(self, system_metadata, flavor=None, old_flavor=None):
+        self.system_metadata = system_metadata
+        self.flavor = flavor
+        self.old_flavor = old_flavor
+
+    def obj_attr_is_set(self, name):
+        return getattr(self, name, None) is not None
 
 
 def limits(flavor):
@@ -245,6 +268,22 @@ def set_result(instance, request_id, status, message=None):
         sysmeta[LAST_MESSAGE] = message[:MAX_VALUE_LENGTH]
     else:
         sysmeta.pop(LAST_MESSAGE, None)
+
+
+def mark_allocation_stale(instance, reason):
+    """Record that the allocation does not match the guest, and why."""
+    _sysmeta(instance)[ALLOCATION_STALE] = (
+        reason or 'unknown')[:MAX_VALUE_LENGTH]
+
+
+def clear_allocation_stale(instance):
+    """Record that the allocation matches the guest again."""
+    return _drop(instance, (ALLOCATION_STALE,))
+
+
+def allocation_stale(instance):
+    """Why the allocation does not match the guest, or None."""
+    return _sysmeta(instance).get(ALLOCATION_STALE)
 
 
 def last(instance):

@@ -13,10 +13,13 @@
 """The live adjust API: /os-xloud-adjust/{server_id}.
 
 POST checks the request, the server and its compute, raises the placement
-allocation for an increase, starts the ``xloud-adjust`` instance action and
-casts the adjustment to the compute; GET shows the ranges, the current
-values and the last adjustment.
+allocation for an increase, starts the ``xloud-adjust`` instance action,
+takes the next sequence number and marks the request pending in one atomic
+write of the records (nova_xloud.store) and casts the adjustment to the
+compute; GET shows the ranges, the current values and the last adjustment.
 """
+
+import re
 
 from oslo_log import log as logging
 import oslo_messaging as messaging
@@ -38,10 +41,12 @@ from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
 from nova_xloud import policies
 from nova_xloud import records
+from nova_xloud import store
 
 LOG = logging.getLogger(__name__)
 
 _FIELDS = (('current_vcpus', 'vcpus'), ('current_memory_mb', 'memory_mb'))
+_DIGITS = re.compile('[1-9][0-9]{0,9}')
 
 
 def _conflict(message):
@@ -72,7 +77,7 @@ class AdjustController(wsgi.Controller):
         return show_view(instance)
 
     @wsgi.response(202)
-    @wsgi.expected_errors((400, 404, 409))
+    @wsgi.expected_errors((400, 404, 409, 503))
     @compat.request_body_schema(schema.adjust)
     @compat.response_body_schema(schema.adjust_response)
     def adjust(self, req, server_id, body):
@@ -80,34 +85,21 @@ class AdjustController(wsgi.Controller):
         instance = self._get_instance(context, server_id)
         policies.authorize(context, policies.UPDATE, instance)
 
-        _refuse_floats(body)
-        wanted = {name: int(body[field]) for field, name in _FIELDS
-                  if field in body}
-        if not wanted:
-            raise webob.exc.HTTPBadRequest(explanation=_(
-                'At least one of current_vcpus and current_memory_mb is '
-                'required.'))
-        persist = body.get('persist', True)
+        wanted = _wanted(body)
+        persist = _persist(body)
         _check_range(instance.flavor, wanted)
         self._check_server(instance, persist)
         self._check_compute(context, instance, 'memory_mb' in wanted)
-
-        try:
-            placement.set_amounts(context, instance, only_increase=True,
-                                  **wanted)
-        except placement.PlacementRefused as e:
-            raise _conflict(e.format_message())
+        # The instance's context targets its cell database.
+        cell_context = instance._context
+        _raise_allocation(cell_context, instance, wanted)
 
         objects.InstanceAction.action_start(
             context, instance.uuid, compute_adjust.ACTION, want_result=False)
-        # Instance.save() writes the whole system_metadata: re-read it so
-        # that what the compute recorded meanwhile is kept.
-        instance.refresh()
-        now = records.current(instance)
-        sequence = records.start_adjustment(instance, context.request_id)
-        instance.save()
-        self.rpcapi.adjust(context, instance, wanted.get('vcpus'),
-                           wanted.get('memory_mb'), persist, sequence)
+        sequence, now = store.update(cell_context, instance, _start,
+                                     context.request_id)
+        self._cast(context, cell_context, instance, wanted, persist,
+                   sequence)
         return {'adjustment': {
             'server_id': instance.uuid,
             'request_id': context.request_id,
@@ -115,6 +107,22 @@ class AdjustController(wsgi.Controller):
             'current_memory_mb': wanted.get('memory_mb', now.memory_mb),
             'persist': persist,
         }}
+
+    def _cast(self, context, cell_context, instance, wanted, persist,
+              sequence):
+        try:
+            self.rpcapi.adjust(context, instance, wanted.get('vcpus'),
+                               wanted.get('memory_mb'), persist, sequence)
+        except messaging.MessagingException as e:
+            LOG.warning('Could not cast adjustment %(request)s of %(uuid)s: '
+                        '%(error)s', {'request': context.request_id,
+                                      'uuid': instance.uuid, 'error': e})
+            message = (_('The compute service on host %s could not be '
+                         'reached.') % instance.host)
+            store.update(cell_context, instance, records.set_result,
+                         context.request_id, records.STATUS_ERROR, message)
+            _lower_allocation(cell_context, instance)
+            raise webob.exc.HTTPServiceUnavailable(explanation=message)
 
     @staticmethod
     def _check_server(instance, persist):
@@ -167,14 +175,67 @@ class AdjustController(wsgi.Controller):
                               'balloon.') % host)
 
 
-def _refuse_floats(body):
-    # JSON schema validators of newer releases count 2.0 as an integer.
-    for field, _name in _FIELDS:
-        if isinstance(body.get(field), float):
-            raise webob.exc.HTTPBadRequest(explanation=_(
-                'Invalid input for field/attribute %(field)s. Value: '
-                '%(value)s. %(value)s is not a whole number.') % {
-                    'field': field, 'value': body[field]})
+def _start(view, request_id):
+    return records.start_adjustment(view, request_id), records.current(view)
+
+
+def _raise_allocation(context, instance, wanted):
+    try:
+        placement.set_amounts(context, instance, only_increase=True,
+                              **wanted)
+    except placement.PlacementUnavailable as e:
+        raise webob.exc.HTTPServiceUnavailable(explanation=e.format_message())
+    except placement.PlacementError as e:
+        raise _conflict(e.format_message())
+
+
+def _lower_allocation(context, instance):
+    now = records.current(instance)
+    try:
+        placement.set_amounts(context, instance, vcpus=now.vcpus,
+                              memory_mb=now.memory_mb)
+    except placement.PlacementError as e:
+        LOG.warning('Could not set the allocation of %(uuid)s back: '
+                    '%(error)s', {'uuid': instance.uuid,
+                                  'error': e.format_message()})
+
+
+def _invalid(field, value, reason):
+    return webob.exc.HTTPBadRequest(explanation=_(
+        'Invalid input for field/attribute %(field)s. Value: %(value)r. '
+        '%(reason)s') % {'field': field, 'value': value, 'reason': reason})
+
+
+def _amount(field, value):
+    """The whole number a JSON integer or a string of digits gives.
+
+    Checked again here whatever the release's validator lets through:
+    newer ones count 2.0 as an integer.
+    """
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise _invalid(field, value, _(
+        'It must be a whole number: a JSON integer or a string of ASCII '
+        'digits with no sign, space or leading zero.'))
+
+
+def _wanted(body):
+    wanted = {name: _amount(field, body[field]) for field, name in _FIELDS
+              if field in body}
+    if not wanted:
+        raise webob.exc.HTTPBadRequest(explanation=_(
+            'At least one of current_vcpus and current_memory_mb is '
+            'required.'))
+    return wanted
+
+
+def _persist(body):
+    persist = body.get('persist', True)
+    if not isinstance(persist, bool):
+        raise _invalid('persist', persist, _('It must be true or false.'))
+    return persist
 
 
 def _check_range(flavor, wanted):

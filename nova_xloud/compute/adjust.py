@@ -16,6 +16,12 @@ Adjustments of one server are serialised by a lock keyed by its uuid, so
 they apply in the order they get the lock; one superseded by a newer
 request (a higher sequence number stored by the API) is dropped, still
 finishing its instance action event, so the last request wins.
+
+The records are written through nova_xloud.store, once when the guest has
+been changed (what it has, what it boots with and the result together),
+and once more only when the placement allocation cannot be set to what the
+guest has: then the result is an error, an instance fault says why and the
+server is marked (records.ALLOCATION_STALE) for the drift repair.
 """
 
 import sys
@@ -32,6 +38,7 @@ from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
 from nova_xloud import notifications
 from nova_xloud import records
+from nova_xloud import store
 from nova_xloud.virt import libvirt_adjust
 
 LOG = logging.getLogger(__name__)
@@ -46,15 +53,38 @@ class Superseded(exception.NovaException):
                "(%(request_id)s)")
 
 
-def _update(instance, change, *args, **kwargs):
-    """Change the records on a fresh copy of the instance and save it.
+def _message(error):
+    if isinstance(error, exception.NovaException):
+        return error.format_message()
+    return 'Unexpected error: %s' % error
 
-    Instance.save() writes the whole system_metadata, so re-read it first
-    to keep what the API wrote meanwhile (a newer sequence number).
+
+def _finish(view, request_id, changes, status, message=None):
+    """The records of one finished adjustment; returns the sequence."""
+    for change, flavor, amounts in changes:
+        change(view, flavor, **amounts)
+    records.set_result(view, request_id, status, message)
+    return records.sequence(view)
+
+
+def _allocation_failed(view, request_id, message):
+    records.mark_allocation_stale(view, message)
+    records.set_result(view, request_id, records.STATUS_ERROR, message)
+
+
+def reconcile_allocation(context, instance, client=None):
+    """Set the allocation to what the guest has; clear the stale mark.
+
+    For the drift repair too: ``instance`` needs its flavor and
+    system_metadata (as stored; store.update keeps them so).
+
+    :raises: placement.PlacementError (the mark stays)
     """
-    instance.refresh()
-    change(instance, *args, **kwargs)
-    instance.save()
+    now = records.current(instance)
+    placement.set_amounts(context, instance, vcpus=now.vcpus,
+                          memory_mb=now.memory_mb, client=client)
+    if records.allocation_stale(instance) is not None:
+        store.update(context, instance, records.clear_allocation_stale)
 
 
 class Adjuster(object):
@@ -104,27 +134,36 @@ class Adjuster(object):
                          old._replace(vcpus=vcpus or old.vcpus,
                                       memory_mb=memory_mb or old.memory_mb),
                          persist)
+            changes = []
             try:
-                self._apply(context, instance, vcpus, memory_mb, persist)
+                self._apply(context, instance, vcpus, memory_mb, persist,
+                            changes)
             except Exception as e:
-                message = (e.format_message()
-                           if isinstance(e, exception.NovaException)
-                           else 'Unexpected error: %s' % e)
+                message = _message(e)
                 compute_utils.add_instance_fault_from_exc(
                     context, instance, e, sys.exc_info(),
                     fault_message=message)
-                _update(instance, records.set_result, context.request_id,
-                        records.STATUS_ERROR, message)
+                newest = store.update(context, instance, _finish,
+                                      context.request_id, changes,
+                                      records.STATUS_ERROR, message)
                 self._notify(context, notifications.ERROR, instance, old,
                              records.current(instance), persist, message)
+                self._reconcile_allocation(context, instance, sequence,
+                                           newest)
                 raise AdjustFailed(reason=message)
-            else:
-                _update(instance, records.set_result, context.request_id,
-                        records.STATUS_SUCCESS)
-                self._notify(context, notifications.END, instance, old,
-                             records.current(instance), persist)
-            finally:
-                self._reconcile_allocation(context, instance, sequence)
+            newest = store.update(context, instance, _finish,
+                                  context.request_id, changes,
+                                  records.STATUS_SUCCESS)
+            try:
+                self._reconcile_allocation(context, instance, sequence,
+                                           newest)
+            except AdjustFailed as e:
+                self._notify(context, notifications.ERROR, instance, old,
+                             records.current(instance), persist,
+                             e.format_message())
+                raise
+            self._notify(context, notifications.END, instance, old,
+                         records.current(instance), persist)
 
     def _notify(self, context, phase, instance, old, new, persist,
                 message=None):
@@ -136,7 +175,8 @@ class Adjuster(object):
             LOG.exception('Could not send the %s notification of the '
                           'adjustment of %s', phase, instance.uuid)
 
-    def _apply(self, context, instance, vcpus, memory_mb, persist):
+    def _apply(self, context, instance, vcpus, memory_mb, persist, changes):
+        """Change the guest; append to changes the records to write."""
         flavor = instance.flavor
         self._check_range(flavor, vcpus, memory_mb)
         if instance.task_state is not None:
@@ -150,15 +190,15 @@ class Adjuster(object):
             placement.set_amounts(context, instance, vcpus=vcpus,
                                   memory_mb=memory_mb, only_increase=True,
                                   client=self.manager.reportclient)
-        except placement.PlacementRefused as e:
+        except placement.PlacementError as e:
             raise AdjustFailed(reason=e.format_message())
         if instance.vm_state == vm_states.STOPPED:
             if not persist:
                 raise AdjustFailed(reason='the server is stopped; only a '
                                    'persisted adjustment applies to it')
-            _update(instance, records.set_persisted, flavor, vcpus,
-                    memory_mb)
-            _update(instance, records.forget_live)
+            changes.append((records.set_persisted, flavor,
+                            {'vcpus': vcpus, 'memory_mb': memory_mb}))
+            changes.append((_forget_live, flavor, {}))
             return
         if instance.vm_state != vm_states.ACTIVE:
             raise AdjustFailed(reason='the server is %s' % instance.vm_state)
@@ -170,21 +210,15 @@ class Adjuster(object):
         if vcpus is not None:
             actual = libvirt_adjust.set_vcpus(
                 self.driver, instance, vcpus, decrease=vcpus < now.vcpus)
-            self._record(instance, flavor, persist and actual == vcpus,
-                         vcpus=actual)
+            _record(changes, flavor, persist and actual == vcpus,
+                    vcpus=actual)
             if actual != vcpus:
                 raise AdjustFailed(
                     reason='the guest has %d vCPUs, not %d: it did not '
                            'release them all' % (actual, vcpus))
         if memory_mb is not None:
             libvirt_adjust.set_memory(self.driver, instance, memory_mb)
-            self._record(instance, flavor, persist, memory_mb=memory_mb)
-
-    @staticmethod
-    def _record(instance, flavor, persist, **amounts):
-        _update(instance, records.set_live, flavor, **amounts)
-        if persist:
-            _update(instance, records.set_persisted, flavor, **amounts)
+            _record(changes, flavor, persist, memory_mb=memory_mb)
 
     @staticmethod
     def _check_range(flavor, vcpus, memory_mb):
@@ -200,20 +234,36 @@ class Adjuster(object):
                         name, value, rng.minimum, rng.maximum,
                         flavor.flavorid))
 
-    def _reconcile_allocation(self, context, instance, sequence):
+    def _reconcile_allocation(self, context, instance, sequence, newest):
         """Make the allocation equal what the guest now has.
 
-        Left alone while a newer adjustment is pending: the API raised the
-        allocation for it and that adjustment reconciles it.
+        Left alone while a newer adjustment is pending (``newest``, read
+        in the same transaction as the result): the API raised the
+        allocation for it and that adjustment reconciles it. A failure is
+        recorded (result, fault, stale mark) and raised as AdjustFailed.
         """
+        if newest > sequence:
+            return
         try:
-            fresh = self._load(context, instance.uuid)
-            if records.sequence(fresh) > sequence:
-                return
-            now = records.current(fresh)
-            placement.set_amounts(context, fresh, vcpus=now.vcpus,
-                                  memory_mb=now.memory_mb,
-                                  client=self.manager.reportclient)
-        except Exception:
-            LOG.exception('Could not set the placement allocation of '
-                          '%s to its current resources', instance.uuid)
+            reconcile_allocation(context, instance,
+                                 client=self.manager.reportclient)
+        except placement.PlacementError as e:
+            message = e.format_message()
+            LOG.warning('Could not set the placement allocation of %(uuid)s '
+                        'to what its guest has: %(error)s',
+                        {'uuid': instance.uuid, 'error': message})
+            compute_utils.add_instance_fault_from_exc(
+                context, instance, e, sys.exc_info(), fault_message=message)
+            store.update(context, instance, _allocation_failed,
+                         context.request_id, message)
+            raise AdjustFailed(reason=message)
+
+
+def _forget_live(view, flavor):
+    records.forget_live(view)
+
+
+def _record(changes, flavor, persist, **amounts):
+    changes.append((records.set_live, flavor, amounts))
+    if persist:
+        changes.append((records.set_persisted, flavor, amounts))

@@ -17,16 +17,38 @@ increase that does not fit is refused before the guest is touched) and set
 to what the guest has after every adjustment.
 """
 
+import re
+
+from keystoneauth1 import exceptions as ks_exc
 import os_resource_classes as orc
+from oslo_log import log as logging
 
 from nova import exception
 from nova import objects
 from nova.scheduler.client import report
 
+LOG = logging.getLogger(__name__)
 
-class PlacementRefused(exception.NovaException):
+# Consumer generation conflicts (another writer of the allocation between
+# our read and our write) are retried from a fresh read this many times.
+MAX_ATTEMPTS = 5
+
+
+class PlacementError(exception.NovaException):
     msg_fmt = ("Placement cannot set %(amounts)s for server %(uuid)s on "
                "host %(host)s: %(reason)s")
+
+
+class PlacementRefused(PlacementError):
+    """Placement refuses the amounts: the host has no room for them."""
+
+
+class PlacementBusy(PlacementError):
+    """The allocation kept changing under every attempt."""
+
+
+class PlacementUnavailable(PlacementError):
+    """Placement could not be reached or failed."""
 
 
 def _compute_node_rp(context, instance, allocations):
@@ -39,20 +61,42 @@ def _compute_node_rp(context, instance, allocations):
     return node.uuid
 
 
-def set_amounts(context, instance, vcpus=None, memory_mb=None,
-                only_increase=False, client=None):
-    """Set VCPU/MEMORY_MB of the server's allocation (None: unchanged).
+def _client(client):
+    return client or report.report_client_singleton()
 
-    :param only_increase: leave amounts that are already at least as big
-    :returns: True if the allocation changed
-    :raises: PlacementRefused on a consumer generation conflict or when the
-        provider has no room
-    """
-    client = client or report.report_client_singleton()
-    current = client.get_allocs_for_consumer(context, instance.uuid)
+
+def _errors(response):
+    try:
+        errors = response.json()['errors']
+    except Exception:
+        return [], response.text
+    detail = ' '.join(error.get('detail') or error.get('title') or ''
+                      for error in errors)
+    return [error.get('code') for error in errors], detail
+
+
+def _clean(text):
+    # Placement's details have a "409 Conflict" title and blank lines.
+    text = re.sub(r'^\d{3} [A-Za-z ]+\s+', '', text.strip())
+    return re.sub(r'\s+', ' ', text).strip()
+
+
+def _call(method, url, context, *args):
+    try:
+        return method(url, *args,
+                      version=report.CONSUMER_GENERATION_VERSION,
+                      global_request_id=context.global_id)
+    except ks_exc.ClientException as e:
+        LOG.warning('Placement could not be reached for %(url)s: %(error)s',
+                    {'url': url, 'error': e})
+        return None
+
+
+def _payload(context, instance, current, vcpus, memory_mb, only_increase):
+    """(payload, {rc: amount} changed) for PUT /allocations/{uuid}."""
     allocations = current.get('allocations') or {}
     if not allocations:
-        return False
+        return None, {}
     rp_uuid = _compute_node_rp(context, instance, allocations)
     resources = dict(allocations.get(rp_uuid, {}).get('resources', {}))
     wanted = {}
@@ -63,7 +107,7 @@ def set_amounts(context, instance, vcpus=None, memory_mb=None,
             continue
         wanted[rc] = amount
     if not wanted:
-        return False
+        return None, {}
     resources.update(wanted)
     payload = {
         'allocations': {
@@ -76,18 +120,76 @@ def set_amounts(context, instance, vcpus=None, memory_mb=None,
     }
     if rp_uuid not in payload['allocations']:
         payload['allocations'][rp_uuid] = {'resources': resources}
+    return payload, wanted
+
+
+def _describe(vcpus, memory_mb):
+    return ', '.join('%s=%s' % (rc, amount) for rc, amount in (
+        (orc.MEMORY_MB, memory_mb), (orc.VCPU, vcpus)) if amount is not None)
+
+
+def _unavailable(instance, amounts, response, doing):
+    if response is None:
+        reason = 'placement could not be reached'
+    else:
+        reason = 'placement answered HTTP %d to %s: %s' % (
+            response.status_code, doing, _clean(_errors(response)[1]))
+    return PlacementUnavailable(amounts=amounts, uuid=instance.uuid,
+                                host=instance.host, reason=reason)
+
+
+def _attempt(context, instance, client, vcpus, memory_mb, only_increase):
+    """One read and, if needed, one write: (done, response or None)."""
+    url = '/allocations/%s' % instance.uuid
+    response = _call(client.get, url, context)
+    if response is None or response.status_code != 200:
+        raise _unavailable(instance, _describe(vcpus, memory_mb), response,
+                           'the allocation read')
+    payload, wanted = _payload(context, instance, response.json(), vcpus,
+                               memory_mb, only_increase)
+    if not wanted:
+        return False, None
     amounts = ', '.join('%s=%s' % item for item in sorted(wanted.items()))
-    try:
-        done = client.put_allocations(context, instance.uuid, payload)
-    except exception.AllocationUpdateFailed as e:
+    response = _call(client.put, url, context, payload)
+    if response is None:
+        raise _unavailable(instance, amounts, None, 'the allocation write')
+    if response.status_code == 204:
+        return True, None
+    codes, detail = _errors(response)
+    if response.status_code == 409 and (
+            'placement.concurrent_update' in codes):
+        return None, detail
+    if response.status_code == 409:
         raise PlacementRefused(amounts=amounts, uuid=instance.uuid,
-                               host=instance.host,
-                               reason=e.format_message())
-    if not done:
-        # put_allocations returns None when placement cannot be reached
-        # (safe_connect) and False when it refuses the amounts.
-        reason = ('placement could not be reached' if done is None
-                  else 'not enough free capacity')
-        raise PlacementRefused(amounts=amounts, uuid=instance.uuid,
-                               host=instance.host, reason=reason)
-    return True
+                               host=instance.host, reason=_clean(detail))
+    raise _unavailable(instance, amounts, response, 'the allocation write')
+
+
+def set_amounts(context, instance, vcpus=None, memory_mb=None,
+                only_increase=False, client=None):
+    """Set VCPU/MEMORY_MB of the server's allocation (None: unchanged).
+
+    One GET and at most one PUT of /allocations/{uuid}; again from the GET
+    when another writer changed the allocation meanwhile (bounded).
+
+    :param only_increase: leave amounts that are already at least as big
+    :returns: True if the allocation changed
+    :raises: PlacementRefused when placement refuses the amounts (no room,
+        max_unit; the reason is placement's), PlacementBusy when the
+        allocation kept changing, PlacementUnavailable when placement could
+        not be reached or failed; all PlacementError
+    """
+    client = _client(client)
+    detail = None
+    for _attempt_number in range(MAX_ATTEMPTS):
+        done, detail = _attempt(context, instance, client, vcpus, memory_mb,
+                                only_increase)
+        if done is not None:
+            return done
+        LOG.debug('Allocation of %(uuid)s changed meanwhile: %(detail)s',
+                  {'uuid': instance.uuid, 'detail': detail})
+    raise PlacementBusy(
+        amounts=_describe(vcpus, memory_mb), uuid=instance.uuid,
+        host=instance.host,
+        reason='the allocation kept changing during %d attempts (%s)' % (
+            MAX_ATTEMPTS, _clean(detail or '')))

@@ -18,12 +18,16 @@ has ``additionalProperties: false``.
 
 from nova.db import constants as db_const
 
-# Integers, or strings of digits for clients of the original design. A
-# boolean, a float, zero or a negative number are refused here; the range
-# against the flavor is checked by the controller.
+# Integers, or strings of ASCII digits for clients of the original design.
+# A boolean, zero or a negative number are refused here, and so is a string
+# with anything around its digits ("\\Z": "$" accepts a final newline);
+# a float is refused by the controller (newer validators count 2.0 as an
+# integer), and so is the range against the flavor.
+AMOUNT_PATTERN = '^[1-9][0-9]{0,9}\\Z'
+
 _amount = {
     'type': ['integer', 'string'],
-    'pattern': '^[1-9][0-9]{0,9}$',
+    'pattern': AMOUNT_PATTERN,
     'minimum': 1,
     'maximum': db_const.MAX_INT,
 }

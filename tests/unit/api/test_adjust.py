@@ -32,6 +32,7 @@ from nova_xloud.api import compat
 from nova_xloud.api import routes
 from nova_xloud.api.schemas import adjust as schema
 from nova_xloud.compute import placement
+from nova_xloud.testing import fake_store
 
 UUID = '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'
 
@@ -62,6 +63,8 @@ class RequestSchemaTestCase(test.NoDBTestCase):
               ({'current_vcpus': '0'}, 'current_vcpus'),
               ({'current_vcpus': '-2'}, 'current_vcpus'),
               ({'current_vcpus': ' 2'}, 'current_vcpus'),
+              ({'current_vcpus': '2\n'}, 'current_vcpus'),
+              ({'current_vcpus': '\uff12'}, 'current_vcpus'),
               ({'current_vcpus': '99999999999'}, 'current_vcpus'),
               ({'current_vcpus': 2 ** 31}, 'current_vcpus'),
               ({'current_vcpus': None}, 'current_vcpus'),
@@ -118,6 +121,7 @@ class ControllerTestCase(test.NoDBTestCase):
         self.instance.system_metadata = {}
         self.instance.save = mock.Mock()
         self.instance.refresh = mock.Mock()
+        self.store = self.useFixture(fake_store.FakeStore())
         self.get = self.useFixture(fixtures.MockPatch(
             'nova.api.openstack.common.get_instance',
             return_value=self.instance)).mock
@@ -141,6 +145,7 @@ class ControllerTestCase(test.NoDBTestCase):
         self.rpc.adjust.assert_not_called()
         self.action_start.assert_not_called()
         self.instance.save.assert_not_called()
+        self.assertEqual([], self.store.writes)
 
     def test_adjust(self):
         result = self._adjust({'current_vcpus': '3'})
@@ -157,9 +162,18 @@ class ControllerTestCase(test.NoDBTestCase):
                                                        'compute1')
         self.rpc.adjust.assert_called_once_with(self.ctxt, self.instance, 3,
                                                 None, True, 1)
-        self.assertEqual('pending', self.instance.system_metadata[
-            'xloud_last_status'])
-        self.instance.save.assert_called_once_with()
+        self.assertEqual([(UUID, {
+            'xloud_adjust_seq': '1', 'xloud_last_status': 'pending',
+            'xloud_last_request_id': self.ctxt.request_id})],
+            self.store.writes)
+        self.instance.save.assert_not_called()
+        self.instance.refresh.assert_not_called()
+
+    def test_sequence_follows_the_stored_one(self):
+        self.instance.system_metadata = {'xloud_adjust_seq': '41'}
+        self._adjust({'current_vcpus': 3})
+        self.rpc.adjust.assert_called_once_with(self.ctxt, self.instance, 3,
+                                                None, True, 42)
 
     def test_needs_a_value(self):
         e = self.assertRaises(webob.exc.HTTPBadRequest, self._adjust,
@@ -255,6 +269,45 @@ class ControllerTestCase(test.NoDBTestCase):
         self.set_amounts.side_effect = placement.PlacementRefused(
             amounts='VCPU=4', uuid=UUID, host='compute1', reason='full')
         self._conflict({'current_vcpus': 4}, 'VCPU=4')
+        self.set_amounts.side_effect = placement.PlacementBusy(
+            amounts='VCPU=4', uuid=UUID, host='compute1',
+            reason='the allocation kept changing')
+        self._conflict({'current_vcpus': 4}, 'kept changing')
+
+    def test_placement_unavailable(self):
+        self.set_amounts.side_effect = placement.PlacementUnavailable(
+            amounts='VCPU=4', uuid=UUID, host='compute1',
+            reason='placement could not be reached')
+        e = self.assertRaises(webob.exc.HTTPServiceUnavailable, self._adjust,
+                              {'current_vcpus': 4})
+        self.assertIn('placement could not be reached', e.explanation)
+        self._assert_nothing_done()
+
+    def test_cast_failure_is_recorded(self):
+        self.rpc.adjust.side_effect = messaging.MessagingException('gone')
+        e = self.assertRaises(webob.exc.HTTPServiceUnavailable, self._adjust,
+                              {'current_vcpus': 4})
+        self.assertIn('could not be reached', e.explanation)
+        self.assertEqual(('error', e.explanation), (
+            self.instance.system_metadata['xloud_last_status'],
+            self.instance.system_metadata['xloud_last_message']))
+        # Raised for the increase, then set back to what the guest has.
+        self.assertEqual([
+            mock.call(self.ctxt, self.instance, only_increase=True, vcpus=4),
+            mock.call(self.ctxt, self.instance, vcpus=2, memory_mb=1024)],
+            self.set_amounts.call_args_list)
+
+    def test_amounts_checked_whatever_the_validator(self):
+        # What a lenient validator could let through still gets a 400.
+        for value in ('2\n', ' 2', '+2', '02', '\uff12', '2.0', True, 2.0,
+                      0, -1, None, [2], {'n': 2}):
+            e = self.assertRaises(webob.exc.HTTPBadRequest, adjust._wanted,
+                                  {'current_vcpus': value})
+            self.assertIn('current_vcpus', e.explanation)
+        for value in ('true', 1, None):
+            e = self.assertRaises(webob.exc.HTTPBadRequest, adjust._persist,
+                                  {'persist': value})
+            self.assertIn('persist', e.explanation)
 
     def test_show(self):
         self.instance.system_metadata = {

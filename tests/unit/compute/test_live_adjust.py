@@ -14,6 +14,7 @@ from importlib import metadata
 from unittest import mock
 
 import fixtures
+from keystoneauth1 import exceptions as ks_exc
 from nova.compute import manager as compute_manager
 from nova.compute import vm_states
 from nova import context
@@ -28,6 +29,7 @@ from nova_xloud.compute import adjust
 from nova_xloud.compute import endpoint
 from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
+from nova_xloud.testing import fake_store
 from nova_xloud.virt import libvirt_adjust
 
 UUID = '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'
@@ -144,6 +146,7 @@ class AdjusterTestCase(test.NoDBTestCase):
         self.instance.system_metadata = {'xloud_adjust_seq': '1'}
         self.instance.save = mock.Mock()
         self.instance.refresh = mock.Mock()
+        self.store = self.useFixture(fake_store.FakeStore())
         self.useFixture(fixtures.MockPatch(
             'nova.objects.Instance.get_by_uuid', return_value=self.instance))
         self.event_start = self.useFixture(fixtures.MockPatch(
@@ -191,6 +194,33 @@ class AdjusterTestCase(test.NoDBTestCase):
                       client=self.manager.reportclient)],
             self.set_amounts.call_args_list)
         self.fault.assert_not_called()
+        # One write of the records, nothing through Instance.save().
+        self.assertEqual(1, len(self.store.writes))
+        self.instance.save.assert_not_called()
+
+    def test_allocation_failure_after_the_change_is_recorded(self):
+        self.set_amounts.side_effect = [None, placement.PlacementUnavailable(
+            amounts='VCPU=3', uuid=UUID, host='compute1',
+            reason='placement could not be reached')]
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        self.set_vcpus.assert_called_once()
+        sysmeta = self.instance.system_metadata
+        self.assertEqual('3', sysmeta['xloud_live_vcpus'])
+        self.assertEqual('error', sysmeta['xloud_last_status'])
+        self.assertIn('placement could not be reached',
+                      sysmeta['xloud_last_message'])
+        self.assertIn('placement could not be reached',
+                      sysmeta['xloud_allocation_stale'])
+        self.assertIn('placement could not be reached',
+                      self._event_error().format_message())
+        self.fault.assert_called_once()
+
+    def test_reconciled_allocation_clears_the_stale_mark(self):
+        self.instance.system_metadata['xloud_allocation_stale'] = 'down'
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        self.assertNotIn('xloud_allocation_stale',
+                         self.instance.system_metadata)
+        self.assertIsNone(self._event_error())
 
     def test_not_persisted(self):
         self.adjuster.adjust(self.ctxt, self.instance, 4, None, False, 1)
@@ -248,14 +278,18 @@ class AdjusterTestCase(test.NoDBTestCase):
             only_increase=True, client=self.manager.reportclient)
 
     def test_increase_refused_by_placement(self):
-        self.set_amounts.side_effect = [placement.PlacementRefused(
-            amounts='VCPU=4', uuid=UUID, host='compute1', reason='full'),
-            None]
-        self.adjuster.adjust(self.ctxt, self.instance, 4, None, True, 1)
-        self.set_vcpus.assert_not_called()
-        self.assertIn('VCPU=4', self._event_error().format_message())
-        self.assertEqual('error', self.instance.system_metadata[
-            'xloud_last_status'])
+        for error in (placement.PlacementRefused, placement.PlacementBusy,
+                      placement.PlacementUnavailable):
+            self.set_amounts.side_effect = [error(
+                amounts='VCPU=4', uuid=UUID, host='compute1', reason='full'),
+                None]
+            self.adjuster.adjust(self.ctxt, self.instance, 4, None, True, 1)
+            self.set_vcpus.assert_not_called()
+            self.assertIn('VCPU=4', self._event_error().format_message())
+            self.assertEqual('error', self.instance.system_metadata[
+                'xloud_last_status'])
+            self.assertNotIn('xloud_allocation_stale',
+                             self.instance.system_metadata)
 
     def test_stopped(self):
         self.instance.vm_state = vm_states.STOPPED
@@ -374,53 +408,103 @@ class LibvirtAdjustTestCase(test.NoDBTestCase):
 
 class PlacementTestCase(test.NoDBTestCase):
 
+    ALLOCATION = {
+        'allocations': {RP: {'generation': 5, 'resources': {
+            'VCPU': 2, 'MEMORY_MB': 1024, 'DISK_GB': 1}}},
+        'consumer_generation': 3, 'project_id': 'p', 'user_id': 'u'}
+
     def setUp(self):
         super().setUp()
         self.ctxt = context.get_admin_context()
         self.client = mock.Mock()
-        self.client.get_allocs_for_consumer.return_value = {
-            'allocations': {RP: {'generation': 5, 'resources': {
-                'VCPU': 2, 'MEMORY_MB': 1024, 'DISK_GB': 1}}},
-            'consumer_generation': 3, 'project_id': 'p', 'user_id': 'u'}
+        self.client.get.return_value = self._response(200, self.ALLOCATION)
+        self.client.put.return_value = self._response(204)
         self.instance = mock.Mock(uuid=UUID, host='compute1')
+
+    @staticmethod
+    def _response(status, body=None):
+        response = mock.Mock(status_code=status, text=str(body))
+        response.json.return_value = body
+        return response
+
+    @staticmethod
+    def _error(code, detail):
+        return {'errors': [{'status': 409, 'code': code, 'title': 'Conflict',
+                            'detail': detail}]}
+
+    def _set_memory(self, error=placement.PlacementError):
+        return self.assertRaises(error, placement.set_amounts, self.ctxt,
+                                 self.instance, memory_mb=8192,
+                                 client=self.client)
 
     def test_set(self):
         self.assertTrue(placement.set_amounts(
             self.ctxt, self.instance, vcpus=3, client=self.client))
-        self.client.put_allocations.assert_called_once_with(
-            self.ctxt, UUID, {
+        self.client.get.assert_called_once_with(
+            '/allocations/%s' % UUID, version='1.28',
+            global_request_id=self.ctxt.global_id)
+        self.client.put.assert_called_once_with(
+            '/allocations/%s' % UUID, {
                 'allocations': {RP: {'resources': {
                     'VCPU': 3, 'MEMORY_MB': 1024, 'DISK_GB': 1}}},
                 'consumer_generation': 3, 'project_id': 'p',
-                'user_id': 'u'})
+                'user_id': 'u'},
+            version='1.28', global_request_id=self.ctxt.global_id)
 
     def test_only_increase(self):
         self.assertFalse(placement.set_amounts(
             self.ctxt, self.instance, vcpus=1, memory_mb=1024,
             only_increase=True, client=self.client))
-        self.client.put_allocations.assert_not_called()
+        self.client.put.assert_not_called()
 
-    def _refused_raising_memory(self):
-        return self.assertRaises(placement.PlacementRefused,
-                                 placement.set_amounts, self.ctxt,
-                                 self.instance, memory_mb=8192,
-                                 client=self.client)
+    def test_no_room_gives_placements_reason(self):
+        self.client.put.return_value = self._response(409, self._error(
+            'placement.undefined_code',
+            "409 Conflict\n\nUnable to allocate inventory: Unable to create "
+            "allocation for 'MEMORY_MB' on resource provider 'rp'. The "
+            "requested amount would exceed the capacity.  "))
+        e = self._set_memory(placement.PlacementRefused)
+        self.assertEqual(
+            'Placement cannot set MEMORY_MB=8192 for server %s on host '
+            'compute1: Unable to allocate inventory: Unable to create '
+            "allocation for 'MEMORY_MB' on resource provider 'rp'. The "
+            'requested amount would exceed the capacity.' % UUID,
+            e.format_message())
+        self.client.put.assert_called_once()
 
-    def test_refused(self):
-        self.client.put_allocations.return_value = False
-        e = self._refused_raising_memory()
-        self.assertIn('MEMORY_MB=8192', e.format_message())
-        self.assertIn('not enough free capacity', e.format_message())
-        self.client.put_allocations.return_value = None
-        e = self._refused_raising_memory()
-        self.assertIn('could not be reached', e.format_message())
-        self.client.put_allocations.side_effect = (
-            exception.AllocationUpdateFailed(consumer_uuid=UUID,
-                                             error='generation conflict'))
-        e = self.assertRaises(placement.PlacementRefused,
-                              placement.set_amounts, self.ctxt,
-                              self.instance, vcpus=4, client=self.client)
-        self.assertIn('generation conflict', e.format_message())
+    def test_generation_conflicts_are_retried_from_a_fresh_read(self):
+        conflict = self._response(409, self._error(
+            'placement.concurrent_update', 'consumer generation conflict'))
+        self.client.put.side_effect = [conflict, conflict,
+                                       self._response(204)]
+        self.assertTrue(placement.set_amounts(
+            self.ctxt, self.instance, memory_mb=8192, client=self.client))
+        self.assertEqual(3, self.client.get.call_count)
+        self.client.put.side_effect = None
+        self.client.put.return_value = conflict
+        e = self._set_memory(placement.PlacementBusy)
+        self.assertIn('kept changing during 5 attempts', e.format_message())
+
+    def test_unreachable(self):
+        for method in ('get', 'put'):
+            getattr(self.client, method).side_effect = (
+                ks_exc.ConnectFailure('no route'))
+            e = self._set_memory(placement.PlacementUnavailable)
+            self.assertIn('placement could not be reached',
+                          e.format_message())
+            self.assertNotIn('ConnectFailure', e.format_message())
+            getattr(self.client, method).side_effect = None
+
+    def test_failing(self):
+        self.client.put.return_value = self._response(500, {'errors': [
+            {'status': 500, 'title': 'Internal Server Error',
+             'detail': 'database gone'}]})
+        e = self._set_memory(placement.PlacementUnavailable)
+        self.assertIn('HTTP 500 to the allocation write: database gone',
+                      e.format_message())
+        self.client.get.return_value = self._response(503, None)
+        e = self._set_memory(placement.PlacementUnavailable)
+        self.assertIn('HTTP 503 to the allocation read', e.format_message())
 
 
 class ApplyRecordsHookTestCase(test.NoDBTestCase):

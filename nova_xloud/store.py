@@ -1,0 +1,213 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Atomic writes of the live adjust records, key by key.
+
+Instance.save() writes an instance's whole system_metadata, so writers
+working on copies of it lose each other's changes. The ``xloud_*`` records
+are written here instead, in the instance's cell database, one transaction
+per change that:
+
+* holds the instance's row (SELECT ... FOR UPDATE), so that writers of one
+  server in several processes take turns on MySQL/MariaDB, and a lock per
+  server in this process, whose threads share one connection on sqlite;
+  different servers never wait for each other;
+* reads only the ``xloud_*`` rows, lets a pure function (records.py) change
+  them as a dict, and writes only the keys that changed, each conditional
+  on the value it read (compare-and-swap); when one finds its row changed
+  meanwhile (a whole-dict Instance.save() by Nova), the change is retried
+  from a fresh read, a bounded number of times.
+
+After a write the in-memory instance shows the new values and counts them
+as saved, so a later Instance.save() neither rewrites nor deletes them.
+"""
+
+from oslo_concurrency import lockutils
+from oslo_db import api as oslo_db_api
+from oslo_log import log as logging
+from oslo_utils import timeutils
+import sqlalchemy as sa
+
+from nova.db.main import api as main_db
+from nova.db.main import models
+from nova import exception
+
+from nova_xloud import records
+
+LOG = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 10
+
+_RECORDS = models.InstanceSystemMetadata.__table__
+_INSTANCES = models.Instance.__table__
+
+
+class RecordsConflict(exception.NovaException):
+    msg_fmt = ("The live adjust records of server %(uuid)s kept changing "
+               "during %(attempts)d attempts to write them")
+
+
+class _Changed(Exception):
+    """A row was changed by another writer since this transaction read it."""
+
+
+def _lock_name(uuid):
+    return 'xloud-records-%s' % uuid
+
+
+def _select_records(context, uuid):
+    query = sa.select(_RECORDS.c.id, _RECORDS.c.key, _RECORDS.c.value).where(
+        _RECORDS.c.instance_uuid == uuid,
+        _RECORDS.c.deleted == 0,
+        _RECORDS.c.key.startswith(records.PREFIX, autoescape=True),
+    ).order_by(_RECORDS.c.id)
+    rows = {}
+    for row in context.session.execute(query):
+        rows.setdefault(row.key, (row.id, row.value))
+    return rows
+
+
+def _lock_instance(context, uuid):
+    query = sa.select(_INSTANCES.c.id).where(
+        _INSTANCES.c.uuid == uuid).with_for_update()
+    if context.session.execute(query).first() is None:
+        raise exception.InstanceNotFound(instance_id=uuid)
+
+
+def _insert_if_absent(uuid, key, value, now):
+    existing = _RECORDS.alias('existing')
+    values = sa.select(
+        sa.literal(uuid), sa.literal(key), sa.literal(value),
+        sa.literal(now), sa.literal(0),
+    ).where(~sa.exists().where(existing.c.instance_uuid == uuid,
+                               existing.c.key == key,
+                               existing.c.deleted == 0))
+    return sa.insert(_RECORDS).from_select(
+        ['instance_uuid', 'key', 'value', 'created_at', 'deleted'], values)
+
+
+def _write_statement(uuid, key, row, value, now):
+    if row is None:
+        return _insert_if_absent(uuid, key, value, now)
+    row_id, old = row
+    if value is None:
+        # A hard delete, as Nova's own: soft-deleted system_metadata rows
+        # would show up beside new ones when a deleted server is read.
+        return sa.delete(_RECORDS).where(_RECORDS.c.id == row_id,
+                                         _RECORDS.c.value == old)
+    return sa.update(_RECORDS).where(
+        _RECORDS.c.id == row_id, _RECORDS.c.value == old,
+        _RECORDS.c.deleted == 0).values(value=value, updated_at=now)
+
+
+def _write(context, uuid, rows, changes):
+    now = timeutils.utcnow()
+    for key in sorted(changes):
+        statement = _write_statement(uuid, key, rows.get(key), changes[key],
+                                     now)
+        if context.session.execute(statement).rowcount != 1:
+            raise _Changed(key)
+
+
+def _changes(old, new):
+    """{key: new value or None to delete} for the keys that differ."""
+    return {key: new.get(key) for key in set(old) | set(new)
+            if old.get(key) != new.get(key)}
+
+
+def _view(instance, values):
+    return records.View(
+        values,
+        flavor=instance.flavor if instance.obj_attr_is_set('flavor')
+        else None,
+        old_flavor=instance.old_flavor
+        if instance.obj_attr_is_set('old_flavor') else None)
+
+
+@oslo_db_api.wrap_db_retry(max_retries=5, retry_on_deadlock=True)
+@main_db.pick_context_manager_writer
+def _update_once(context, instance, change, args, kwargs):
+    _lock_instance(context, instance.uuid)
+    rows = _select_records(context, instance.uuid)
+    old = {key: value for key, (_id, value) in rows.items()}
+    view = _view(instance, dict(old))
+    result = change(view, *args, **kwargs)
+    changes = _changes(old, view.system_metadata)
+    _write(context, instance.uuid, rows, changes)
+    return result, old, changes
+
+
+def _show_in_memory(instance, old, changes):
+    """Make the instance show the stored records, as saved ones."""
+    if not instance.obj_attr_is_set('system_metadata'):
+        return
+    sysmeta = instance.system_metadata
+    orig = getattr(instance, '_orig_system_metadata', None)
+    stored = dict(old)
+    stored.update(changes)
+    for key in set(stored) | {k for k in sysmeta if
+                              k.startswith(records.PREFIX)}:
+        for values in (sysmeta, orig):
+            if values is None:
+                continue
+            if stored.get(key) is None:
+                values.pop(key, None)
+            else:
+                values[key] = stored[key]
+
+
+def update(context, instance, change, *args, **kwargs):
+    """Apply change(view, *args, **kwargs) to the records atomically.
+
+    :param context: a context targeting the instance's cell (the
+        instance's own ``_context`` does)
+    :param instance: an Instance; its flavor and old_flavor, when loaded,
+        are what ``view.flavor`` and ``view.old_flavor`` show
+    :param change: a function of records.py (or any function) changing
+        ``view.system_metadata``, a dict of the stored ``xloud_*`` records;
+        it may be called more than once and must not have side effects
+    :returns: what change returned on the attempt that was stored
+    :raises: RecordsConflict when the records kept changing under it;
+        InstanceNotFound
+    """
+    with lockutils.lock(_lock_name(instance.uuid)):
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                result, old, changes = _update_once(context, instance, change,
+                                                    args, kwargs)
+            except _Changed as e:
+                LOG.debug('Record %(key)s of %(uuid)s changed meanwhile; '
+                          'trying again', {'key': e, 'uuid': instance.uuid})
+                continue
+            _show_in_memory(instance, old, changes)
+            return result
+    raise RecordsConflict(uuid=instance.uuid, attempts=MAX_ATTEMPTS)
+
+
+@main_db.pick_context_manager_reader
+def _read(context, uuid):
+    return {key: value
+            for key, (_id, value) in _select_records(context, uuid).items()}
+
+
+def read(context, uuid):
+    """The stored ``xloud_*`` records of a server, as a dict."""
+    return _read(context, uuid)
+
+
+@main_db.pick_context_manager_reader
+def uuids_with(context, key):
+    """UUIDs of the servers of this cell that have record ``key``."""
+    query = sa.select(_RECORDS.c.instance_uuid).where(
+        _RECORDS.c.key == key, _RECORDS.c.deleted == 0).distinct()
+    return sorted(row.instance_uuid
+                  for row in context.session.execute(query))
