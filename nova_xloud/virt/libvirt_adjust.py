@@ -29,9 +29,9 @@ from oslo_utils import units
 import nova.conf
 from nova import context as nova_context
 from nova import exception
-from nova import objects
 
 from nova_xloud import records
+from nova_xloud import store
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def apply_records(instance, flavor, image_meta, guest):
     if not dropped:
         return
     # Not every caller saves the instance afterwards (resume on host boot
-    # does not), so store the change now on a fresh copy, leaving the
+    # does not), so store the change now, only our records, leaving the
     # caller's pending changes (task state...) to the caller.
     _save_dropped(instance, flavor)
     if previous is None:
@@ -167,14 +167,15 @@ def _context(instance):
         nova_context.get_admin_context())
 
 
+def _forget_for_new_boot(view, flavor):
+    records.forget_stale_persisted(view, flavor)
+    records.forget_live(view)
+
+
 def _save_dropped(instance, flavor):
     try:
-        fresh = objects.Instance.get_by_uuid(
-            _context(instance), instance.uuid,
-            expected_attrs=['system_metadata'])
-        records.forget_stale_persisted(fresh, flavor)
-        records.forget_live(fresh)
-        fresh.save()
+        store.update(_context(instance), instance, _forget_for_new_boot,
+                     flavor)
     except Exception as e:
         LOG.warning('Could not store the live adjust records of %(uuid)s '
                     'for the new boot: %(error)s',

@@ -306,8 +306,9 @@ class PlacementFaultsTestCase(AdjustTestBase):
 
     @staticmethod
     def _response(status, detail):
-        body = {'errors': [{'status': status, 'code': 'placement.undefined_code',
-                            'title': 'Error', 'detail': detail}]}
+        body = {'errors': [{'status': status, 'title': 'Error',
+                            'code': 'placement.undefined_code',
+                            'detail': detail}]}
         return mock.Mock(status_code=status, text=str(body),
                          json=mock.Mock(return_value=body))
 

@@ -18,7 +18,6 @@ from keystoneauth1 import exceptions as ks_exc
 from nova.compute import manager as compute_manager
 from nova.compute import vm_states
 from nova import context
-from nova import exception
 from nova import objects
 from nova import test
 from nova.tests.fixtures import libvirt as fakelibvirt
@@ -29,6 +28,7 @@ from nova_xloud.compute import adjust
 from nova_xloud.compute import endpoint
 from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
+from nova_xloud import records
 from nova_xloud.testing import fake_store
 from nova_xloud.virt import libvirt_adjust
 
@@ -516,16 +516,18 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
             context.get_admin_context(), flavor=self.flavor)
         self.set_amounts = self.useFixture(fixtures.MockPatch(
             'nova_xloud.compute.placement.set_amounts')).mock
-        self.fresh = fake_instance.fake_instance_obj(
-            context.get_admin_context(), flavor=self.flavor)
-        self.fresh.save = mock.Mock()
-        self.get = self.useFixture(fixtures.MockPatch(
-            'nova.objects.Instance.get_by_uuid',
-            return_value=self.fresh)).mock
+        self.stored = {}
+
+        def update(ctxt, instance, change, *args):
+            # What the change does to the stored records.
+            view = records.View(self.stored, flavor=self.flavor)
+            change(view, *args)
+        self.update = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.store.update', side_effect=update)).mock
 
     def _sysmeta(self, **values):
         self.instance.system_metadata = dict(values)
-        self.fresh.system_metadata = dict(values)
+        self.stored = dict(values)
 
     def test_entry_point(self):
         entry_points = [ep for ep in metadata.entry_points(
@@ -544,10 +546,11 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
                           'xloud_current_memory_mb': '2048',
                           'xloud_current_flavorid': 'xl-id'},
                          self.instance.system_metadata)
-        # Stored at once, on a fresh copy.
-        self.assertEqual(self.instance.system_metadata,
-                         self.fresh.system_metadata)
-        self.fresh.save.assert_called_once_with()
+        # Stored at once, only our records.
+        self.assertEqual(self.instance.system_metadata, self.stored)
+        self.update.assert_called_once_with(
+            mock.ANY, self.instance, libvirt_adjust._forget_for_new_boot,
+            self.flavor)
         # The non-persisted values are undone: placement follows.
         self.set_amounts.assert_called_once_with(
             mock.ANY, self.instance, vcpus=3, memory_mb=2048)
@@ -566,7 +569,7 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
         libvirt_adjust.apply_records(self.instance, self.flavor, None,
                                      mock.sentinel.guest)
         self.assertEqual({'other': 'kept'}, self.instance.system_metadata)
-        self.assertEqual({'other': 'kept'}, self.fresh.system_metadata)
+        self.assertEqual({'other': 'kept'}, self.stored)
         self.set_amounts.assert_not_called()
 
     def test_nothing_to_drop_costs_nothing(self):
@@ -574,7 +577,7 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
                       xloud_current_flavorid='xl-id')
         libvirt_adjust.apply_records(self.instance, self.flavor, None,
                                      mock.sentinel.guest)
-        self.get.assert_not_called()
+        self.update.assert_not_called()
         self.set_amounts.assert_not_called()
 
     def test_placement_failure_does_not_stop_the_boot(self):
