@@ -22,8 +22,12 @@ times, for N rounds (default 50):
   is VERIFY_RESIZE, then confirmResize until it is ACTIVE again.
 
 Each round alternates between the small and the big size. It prints p50
-and p95 of both and the ratio resize/adjust. Run it where the functional
-tests run (for example in .tox/functional-2026.2):
+and p95 of both and the ratio resize/adjust, and per operation what it
+cost: instance loads and saves, SQL statements (Nova's and placement's
+databases), placement requests and RPC messages (calls and casts), counted
+from the POST until the event finished, without the test's own polling.
+Run it where the functional tests run (for example in
+.tox/functional-2026.2):
 
     python tools/benchmark_adjust.py [--rounds 50]
 
@@ -32,11 +36,20 @@ QEMU: real vCPU hot-plug, ballooning and disk copies add their own time.
 """
 
 import argparse
+import collections
+import contextlib
 import math
 import statistics
 import sys
+import threading
 import time
 import unittest
+
+import fixtures
+from nova import objects
+from nova.scheduler.client import report
+from oslo_messaging.rpc import client as rpc_client
+import sqlalchemy
 
 from nova_xloud.testing import base
 
@@ -51,12 +64,86 @@ def percentile(samples, fraction):
     return ordered[index]
 
 
+COUNTED = ('instance loads', 'instance saves', 'SQL statements',
+           'placement requests', 'RPC messages')
+
+
+class Counters(fixtures.Fixture):
+    """Count what the deployment does, except in the polling thread."""
+
+    def _setUp(self):
+        self.counts = collections.Counter()
+        self.local = threading.local()
+        for name, owner, attribute in (
+                ('instance loads', objects.Instance, 'get_by_uuid'),
+                ('instance loads', objects.Instance, 'refresh'),
+                ('instance saves', objects.Instance, 'save'),
+                ('placement requests', report.SchedulerReportClient, 'get'),
+                ('placement requests', report.SchedulerReportClient, 'put'),
+                ('placement requests', report.SchedulerReportClient, 'post'),
+                ('placement requests', report.SchedulerReportClient,
+                 'delete'),
+                ('RPC messages', rpc_client._BaseCallContext, 'call'),
+                ('RPC messages', rpc_client._BaseCallContext, 'cast')):
+            self._wrap(name, owner, attribute)
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine,
+                                'before_cursor_execute', self._statement)
+        self.addCleanup(sqlalchemy.event.remove, sqlalchemy.engine.Engine,
+                        'before_cursor_execute', self._statement)
+
+    def _counting(self):
+        return not getattr(self.local, 'paused', False)
+
+    def _statement(self, *args, **kwargs):
+        if self._counting():
+            self.counts['SQL statements'] += 1
+
+    def _wrap(self, name, owner, attribute):
+        real = owner.__dict__[attribute]
+        func = real.__func__ if isinstance(real, classmethod) else real
+        counters = self
+
+        def counted(*args, **kwargs):
+            if counters._counting():
+                counters.counts[name] += 1
+            return func(*args, **kwargs)
+        counted.__name__ = func.__name__
+        wrapped = classmethod(counted) if isinstance(real, classmethod) \
+            else counted
+        self.useFixture(fixtures.MonkeyPatch(
+            '%s.%s.%s' % (owner.__module__, owner.__name__, attribute),
+            wrapped))
+
+    @contextlib.contextmanager
+    def paused(self):
+        self.local.paused = True
+        try:
+            yield
+        finally:
+            self.local.paused = False
+
+    def take(self):
+        counts = dict(self.counts)
+        self.counts.clear()
+        return counts
+
+
 class Benchmark(base.LiveAdjustBase):
 
     rounds = 50
     results = {}
+    costs = {}
+
+    def _wait_event(self, server, request_id, result=None):
+        with self.counters.paused():
+            return super()._wait_event(server, request_id, result)
+
+    def _wait_for_state_change(self, *args, **kwargs):
+        with self.counters.paused():
+            return super()._wait_for_state_change(*args, **kwargs)
 
     def runTest(self):
+        self.counters = self.useFixture(Counters())
         self._allow_resize_here()
 
         # Live adjust between SMALL and BIG on a flavor sized BIG.
@@ -64,6 +151,8 @@ class Benchmark(base.LiveAdjustBase):
                                          minimum_cpu=str(SMALL[0]),
                                          minimum_memory=str(SMALL[1])))
         adjust = []
+        adjust_costs = []
+        self.counters.take()
         for n in range(self.rounds):
             vcpus, memory = BIG if n % 2 == 0 else SMALL
             start = time.monotonic()
@@ -72,6 +161,7 @@ class Benchmark(base.LiveAdjustBase):
             self._wait_event(server, body['adjustment']['request_id'],
                              'Success')
             adjust.append(time.monotonic() - start)
+            adjust_costs.append(self.counters.take())
         self._delete_server(server)
 
         # The same growth by resize between two flavors, then confirm.
@@ -79,13 +169,17 @@ class Benchmark(base.LiveAdjustBase):
         big = self._flavor(vcpu=BIG[0], memory_mb=BIG[1])
         server = self._boot(small)
         resize = []
+        resize_costs = []
+        self.counters.take()
         for n in range(self.rounds):
             flavor = big if n % 2 == 0 else small
             start = time.monotonic()
             server = self._resize_server(server, flavor)
             server = self._confirm_resize(server)
             resize.append(time.monotonic() - start)
+            resize_costs.append(self.counters.take())
         type(self).results = {'adjust': adjust, 'resize': resize}
+        type(self).costs = {'adjust': adjust_costs, 'resize': resize_costs}
 
 
 def main():
@@ -110,6 +204,18 @@ def main():
     print('ratio resize/adjust: p50 %.1fx, p95 %.1fx' % (
         percentile(resize, 0.50) / percentile(adjust, 0.50),
         percentile(resize, 0.95) / percentile(adjust, 0.95)))
+    print()
+    print('%-22s %s' % ('per operation (mean)',
+                        ' '.join('%9s' % name.split()[-1][:9]
+                                 for name in COUNTED)))
+    print('%-22s %s' % ('', ' '.join('%9s' % name.split()[0][:9]
+                                     for name in COUNTED)))
+    for name, key in (('live adjust', 'adjust'),
+                      ('resize + confirm', 'resize')):
+        costs = Benchmark.costs[key]
+        print('%-22s %s' % (name, ' '.join(
+            '%9.1f' % statistics.mean(c.get(counted, 0) for c in costs)
+            for counted in COUNTED)))
     return 0
 
 

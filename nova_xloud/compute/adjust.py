@@ -183,15 +183,18 @@ class Adjuster(object):
             # Started after the API accepted this adjustment.
             raise AdjustFailed(reason='the server has a task in progress: '
                                '%s' % instance.task_state)
-        # The API raised the allocation already; make sure it still covers
-        # the increase (another adjustment may have lowered it meanwhile)
-        # before the guest is touched.
-        try:
-            placement.set_amounts(context, instance, vcpus=vcpus,
-                                  memory_mb=memory_mb, only_increase=True,
-                                  client=self.manager.reportclient)
-        except placement.PlacementError as e:
-            raise AdjustFailed(reason=e.format_message())
+        now = records.current(instance, flavor)
+        if _increases(now, vcpus, memory_mb):
+            # The API raised the allocation already; make sure it still
+            # covers the increase (another adjustment may have lowered it
+            # meanwhile) before the guest is touched.
+            try:
+                placement.set_amounts(context, instance, vcpus=vcpus,
+                                      memory_mb=memory_mb,
+                                      only_increase=True,
+                                      client=self.manager.reportclient)
+            except placement.PlacementError as e:
+                raise AdjustFailed(reason=e.format_message())
         if instance.vm_state == vm_states.STOPPED:
             if not persist:
                 raise AdjustFailed(reason='the server is stopped; only a '
@@ -206,7 +209,6 @@ class Adjuster(object):
             raise AdjustFailed(reason='the compute driver %s cannot adjust '
                                'a running server' %
                                type(self.driver).__name__)
-        now = records.current(instance, flavor)
         if vcpus is not None:
             actual = libvirt_adjust.set_vcpus(
                 self.driver, instance, vcpus, decrease=vcpus < now.vcpus)
@@ -257,6 +259,10 @@ class Adjuster(object):
             store.update(context, instance, _allocation_failed,
                          context.request_id, message)
             raise AdjustFailed(reason=message)
+
+
+def _increases(now, vcpus, memory_mb):
+    return ((vcpus or 0) > now.vcpus) or ((memory_mb or 0) > now.memory_mb)
 
 
 def _forget_live(view, flavor):

@@ -277,6 +277,16 @@ class AdjusterTestCase(test.NoDBTestCase):
             self.ctxt, self.instance, vcpus=3, memory_mb=None,
             only_increase=True, client=self.manager.reportclient)
 
+    def test_decrease_needs_no_check_before_the_change(self):
+        self.instance.system_metadata.update({
+            'xloud_live_vcpus': '4', 'xloud_live_memory_mb': '2048',
+            'xloud_live_flavorid': 'xl-id'})
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 1024, True, 1)
+        # Only the lowering after it.
+        self.set_amounts.assert_called_once_with(
+            self.ctxt, self.instance, vcpus=3, memory_mb=1024,
+            client=self.manager.reportclient)
+
     def test_increase_refused_by_placement(self):
         for error in (placement.PlacementRefused, placement.PlacementBusy,
                       placement.PlacementUnavailable):
