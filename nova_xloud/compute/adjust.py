@@ -39,6 +39,9 @@ LOG = logging.getLogger(__name__)
 ACTION = 'xloud-adjust'
 EVENT = 'compute_xloud_adjust'
 AdjustFailed = libvirt_adjust.AdjustFailed
+UNSETTLED_MESSAGE = ('libvirt lost count of the vCPUs of this server after '
+                     'a vCPU unplug timed out: vCPU changes are refused '
+                     'until it is hard rebooted or stopped and started')
 
 
 class Superseded(exception.NovaException):
@@ -168,8 +171,14 @@ class Adjuster(object):
                                type(self.driver).__name__)
         now = records.current(instance, flavor)
         if vcpus is not None:
-            actual = libvirt_adjust.set_vcpus(
-                self.driver, instance, vcpus, decrease=vcpus < now.vcpus)
+            if records.vcpus_unsettled(instance):
+                raise AdjustFailed(reason=UNSETTLED_MESSAGE)
+            try:
+                actual = libvirt_adjust.set_vcpus(
+                    self.driver, instance, vcpus, decrease=vcpus < now.vcpus)
+            except libvirt_adjust.VcpusUnsettled as e:
+                self._record_unsettled(instance, flavor, persist, vcpus, e)
+                raise
             self._record(instance, flavor, persist and actual == vcpus,
                          vcpus=actual)
             if actual != vcpus:
@@ -185,6 +194,14 @@ class Adjuster(object):
         _update(instance, records.set_live, flavor, **amounts)
         if persist:
             _update(instance, records.set_persisted, flavor, **amounts)
+
+    def _record_unsettled(self, instance, flavor, persist, vcpus, error):
+        present = error.kwargs['present']
+        if present is not None:
+            self._record(instance, flavor, persist and present == vcpus,
+                         vcpus=present)
+        _update(instance, records.mark_vcpus_unsettled,
+                error.kwargs['counted'])
 
     @staticmethod
     def _check_range(flavor, vcpus, memory_mb):
