@@ -27,7 +27,10 @@ system_metadata.
   compute drops one superseded by a newer one;
 * allocation stale: set (to the reason) when the placement allocation
   could not be set to what the guest has; whoever sets it later (the drift
-  repair) clears it.
+  repair) clears it;
+* vcpus_unsettled: libvirt lost count of the guest's vCPUs (a timed-out
+  unplug); vCPU changes are refused until the domain is defined anew,
+  which drops it with the live values.
 
 This module reads and changes a dict and nothing else; nova_xloud.store
 writes the changes atomically.
@@ -52,6 +55,7 @@ LAST_STATUS = 'xloud_last_status'
 LAST_MESSAGE = 'xloud_last_message'
 SEQUENCE = 'xloud_adjust_seq'
 ALLOCATION_STALE = 'xloud_allocation_stale'
+VCPUS_UNSETTLED = 'xloud_vcpus_unsettled'
 
 PERSISTED_KEYS = (PERSISTED_VCPUS, PERSISTED_MEMORY_MB, PERSISTED_FLAVORID)
 LIVE_KEYS = (LIVE_VCPUS, LIVE_MEMORY_MB, LIVE_FLAVORID)
@@ -229,7 +233,7 @@ def _drop(instance, keys):
 
 def forget_live(instance):
     """Drop the live values (the guest is booted anew)."""
-    return _drop(instance, LIVE_KEYS)
+    return _drop(instance, LIVE_KEYS + (VCPUS_UNSETTLED,))
 
 
 def forget_stale_persisted(instance, flavor):
@@ -291,3 +295,14 @@ def last(instance):
     return Last(request_id=sysmeta.get(LAST_REQUEST_ID),
                 status=sysmeta.get(LAST_STATUS),
                 message=sysmeta.get(LAST_MESSAGE))
+
+
+def vcpus_unsettled(instance):
+    """Whether libvirt lost count of the guest's vCPUs since its boot."""
+    return VCPUS_UNSETTLED in _sysmeta(instance)
+
+
+def mark_vcpus_unsettled(instance, counted):
+    """Refuse vCPU changes until the next boot; counted: libvirt's count."""
+    _sysmeta(instance)[VCPUS_UNSETTLED] = (
+        'unknown' if counted is None else str(counted))

@@ -89,6 +89,8 @@ class AdjustController(wsgi.Controller):
         persist = _persist(body)
         _check_range(instance.flavor, wanted)
         self._check_server(instance, persist)
+        if 'vcpus' in wanted and records.vcpus_unsettled(instance):
+            raise _conflict(compute_adjust.UNSETTLED_MESSAGE + '.')
         self._check_compute(context, instance, 'memory_mb' in wanted)
         # The instance's context targets its cell database.
         cell_context = instance._context

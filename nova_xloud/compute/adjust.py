@@ -46,6 +46,9 @@ LOG = logging.getLogger(__name__)
 ACTION = 'xloud-adjust'
 EVENT = 'compute_xloud_adjust'
 AdjustFailed = libvirt_adjust.AdjustFailed
+UNSETTLED_MESSAGE = ('libvirt lost count of the vCPUs of this server after '
+                     'a vCPU unplug timed out: vCPU changes are refused '
+                     'until it is hard rebooted or stopped and started')
 
 
 class Superseded(exception.NovaException):
@@ -210,8 +213,14 @@ class Adjuster(object):
                                'a running server' %
                                type(self.driver).__name__)
         if vcpus is not None:
-            actual = libvirt_adjust.set_vcpus(
-                self.driver, instance, vcpus, decrease=vcpus < now.vcpus)
+            if records.vcpus_unsettled(instance):
+                raise AdjustFailed(reason=UNSETTLED_MESSAGE)
+            try:
+                actual = libvirt_adjust.set_vcpus(
+                    self.driver, instance, vcpus, decrease=vcpus < now.vcpus)
+            except libvirt_adjust.VcpusUnsettled as e:
+                _record_unsettled(changes, flavor, persist, vcpus, e)
+                raise
             _record(changes, flavor, persist and actual == vcpus,
                     vcpus=actual)
             if actual != vcpus:
@@ -273,3 +282,17 @@ def _record(changes, flavor, persist, **amounts):
     changes.append((records.set_live, flavor, amounts))
     if persist:
         changes.append((records.set_persisted, flavor, amounts))
+
+
+def _mark_vcpus_unsettled(view, flavor, counted):
+    records.mark_vcpus_unsettled(view, counted)
+
+
+def _record_unsettled(changes, flavor, persist, vcpus, error):
+    """Record what QEMU says the guest has, and refuse vCPU changes."""
+    present = error.kwargs['present']
+    if present is not None:
+        _record(changes, flavor, persist and present == vcpus,
+                vcpus=present)
+    changes.append((_mark_vcpus_unsettled, flavor,
+                    {'counted': error.kwargs['counted']}))

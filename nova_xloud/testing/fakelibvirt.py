@@ -22,6 +22,8 @@ VIR_DOMAIN_XML_INACTIVE or when it is shut off.
 """
 
 import collections
+import json
+import types
 
 import fixtures
 from lxml import etree
@@ -29,6 +31,7 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 
 VCPUS = 'vcpus'
 MEMORY_KIB = 'memory_kib'
+QEMU_VCPUS = 'qemu_vcpus'
 
 
 class Injected(object):
@@ -44,6 +47,9 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
     def _setUp(self):
         self.errors = collections.defaultdict(list)
         self.calls = []
+        self.unplug_timeouts = []
+        self.crashes = []
+        self.qemu_monitor = True
         fixture = self
 
         orig_parse = fakelibvirt.Domain._parse_definition
@@ -63,6 +69,7 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
                                    'max_memory_kib': memory,
                                    'config': config,
                                    'live': dict(config),
+                                   QEMU_VCPUS: config[VCPUS],
                                    'xml': (current, current_memory)}
             return definition
 
@@ -103,8 +110,47 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             return 0
 
         def setVcpusFlags(dom, nvcpus, flags=0):
-            return _set(dom, 'setVcpusFlags', VCPUS, nvcpus, flags,
-                        _state(dom)['max_vcpus'])
+            state = _state(dom)
+            live = flags & fakelibvirt.VIR_DOMAIN_AFFECT_LIVE
+            if live and state['live'][VCPUS] != state[QEMU_VCPUS]:
+                fixture.crashes.append(dom._def['uuid'])
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'Unable to read from monitor: Connection reset by peer',
+                    error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR,
+                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+            if live and nvcpus < state['live'][VCPUS] and (
+                    fixture.unplug_timeouts):
+                _check(dom, 'setVcpusFlags', flags)
+                if fixture.unplug_timeouts.pop(0):
+                    state[QEMU_VCPUS] = nvcpus
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'operation timed out: vcpu unplug request timed out. '
+                    'Unplug result must be manually inspected in the '
+                    'domain',
+                    error_code=fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+            try:
+                return _set(dom, 'setVcpusFlags', VCPUS, nvcpus, flags,
+                            state['max_vcpus'])
+            finally:
+                # Whatever libvirt applied, QEMU has.
+                if live:
+                    state[QEMU_VCPUS] = state['live'][VCPUS]
+
+        def qemuMonitorCommand(dom, cmd, flags=0):
+            if not fixture.qemu_monitor:
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'this function is not supported by the connection '
+                    'driver', error_code=fakelibvirt.VIR_ERR_NO_SUPPORT,
+                    error_domain=fakelibvirt.VIR_FROM_DOMAIN)
+            if json.loads(cmd) != {'execute': 'query-cpus-fast'}:
+                raise AssertionError('unexpected QEMU command %s' % cmd)
+            count = _state(dom)[QEMU_VCPUS]
+            return json.dumps({'return': [{'cpu-index': index}
+                                          for index in range(count)]})
 
         def setMemoryFlags(dom, memory, flags=0):
             return _set(dom, 'setMemoryFlags', MEMORY_KIB, memory, flags,
@@ -121,6 +167,7 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             # A start boots the persistent config, as with real libvirt
             # (a soft reboot relaunches the guest this way).
             _state(dom)['live'] = dict(_state(dom)['config'])
+            _state(dom)[QEMU_VCPUS] = _state(dom)['config'][VCPUS]
             return orig_create(dom, flags)
 
         orig_xml_desc = fakelibvirt.Domain.XMLDesc
@@ -144,6 +191,10 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.createWithFlags',
             createWithFlags))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust._libvirt_qemu',
+            return_value=types.SimpleNamespace(
+                qemuMonitorCommand=qemuMonitorCommand)))
         for name, func in (('setVcpusFlags', setVcpusFlags),
                            ('setMemoryFlags', setMemoryFlags),
                            ('vcpusFlags', vcpusFlags)):
@@ -159,6 +210,18 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             when a vCPU unplug times out although the guest let go)
         """
         self.errors[method].append(Injected(message, code, apply_first))
+
+    def inject_unplug_timeout(self, released=True):
+        """Make the next vCPU decrease time out as QEMU 7.2 does.
+
+        :param released: the guest let go of the vCPUs (QEMU removed
+            them) although libvirt timed out and keeps counting them
+        """
+        self.unplug_timeouts.append(released)
+
+    @staticmethod
+    def qemu_vcpus(domain):
+        return domain._def['xloud'][QEMU_VCPUS]
 
     @staticmethod
     def live(domain):

@@ -23,6 +23,8 @@ the persisted values and the live records of the previous boot are
 dropped.
 """
 
+import json
+
 from oslo_log import log as logging
 from oslo_utils import units
 
@@ -41,6 +43,18 @@ class AdjustFailed(exception.NovaException):
     # A NovaException so that its message becomes the action event's
     # details and the instance fault's message.
     msg_fmt = "%(reason)s"
+
+
+_REFUSED_UNTIL = ('vCPU changes of this server are refused until it is '
+                  'hard rebooted or stopped and started')
+
+
+class VcpusUnsettled(AdjustFailed):
+    """libvirt lost count of the guest's vCPUs after a timed-out unplug.
+
+    ``kwargs['present']`` is what QEMU reports (None if it could not be
+    asked), ``kwargs['counted']`` libvirt's live count.
+    """
 
 
 def _libvirt():
@@ -95,9 +109,11 @@ def set_vcpus(driver, instance, count, decrease):
     """Set the guest's vCPUs; return how many it really has.
 
     A decrease that libvirt reports as timed out (QEMU does so even when
-    the guest let go of the vCPUs) is re-read from the domain.
+    the guest let go of the vCPUs) is settled by asking QEMU, see
+    _settle_timed_out_unplug.
 
     :raises: AdjustFailed with libvirt's message
+    :raises: VcpusUnsettled when libvirt lost count of the guest's vCPUs
     """
     libvirt = _libvirt()
     domain = _domain(driver, instance)
@@ -109,16 +125,74 @@ def set_vcpus(driver, instance, count, decrease):
             raise AdjustFailed(reason='libvirt could not set %d vCPUs: %s'
                                % (count, _message(e)))
         LOG.warning('vCPU unplug to %(count)d timed out for %(uuid)s, '
-                    'reading back what the guest has: %(error)s',
+                    'asking QEMU what the guest has: %(error)s',
                     {'count': count, 'uuid': instance.uuid,
                      'error': _message(e)})
+    return _settle_timed_out_unplug(domain, count)
+
+
+def _settle_timed_out_unplug(domain, requested):
+    """What the guest has after libvirt timed out removing vCPUs.
+
+    libvirt's live count is not the truth then: QEMU may have removed the
+    vCPUs without libvirt noticing, and a later hot-plug over such a
+    stale count has crashed QEMU. QEMU's own list of vCPUs is the truth;
+    the persistent config follows it. While libvirt's count differs from
+    QEMU's, or QEMU cannot be asked, VcpusUnsettled says so and the
+    caller refuses further vCPU changes until the domain is defined anew.
+    """
+    libvirt = _libvirt()
     try:
-        actual = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        domain.setVcpusFlags(actual, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        counted = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    except libvirt.libvirtError as e:
+        LOG.warning('Could not read the live vCPU count: %s', _message(e))
+        counted = None
+    present = vcpus_in_qemu(domain)
+    if present is None:
+        raise VcpusUnsettled(
+            reason='libvirt timed out removing vCPUs (to %d) and QEMU '
+                   'cannot be asked how many the guest has (libvirt counts '
+                   '%s); %s' % (requested, counted, _REFUSED_UNTIL),
+            present=None, counted=counted)
+    try:
+        domain.setVcpusFlags(present, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     except libvirt.libvirtError as e:
         raise AdjustFailed(reason='libvirt timed out removing vCPUs and '
-                           'could not read them back: %s' % _message(e))
-    return actual
+                           'could not store the %d the guest has: %s'
+                           % (present, _message(e)))
+    if counted == present:
+        return present
+    raise VcpusUnsettled(
+        reason='libvirt timed out removing vCPUs: the guest has %d (as '
+               'QEMU reports) but libvirt still counts %s; %s'
+               % (present, counted, _REFUSED_UNTIL),
+        present=present, counted=counted)
+
+
+def _libvirt_qemu():
+    try:
+        import libvirt_qemu
+    except ImportError:
+        return None
+    return libvirt_qemu
+
+
+def vcpus_in_qemu(domain):
+    """The number of vCPUs QEMU has for the domain, or None if unknown.
+
+    Read with the QEMU monitor's query-cpus-fast (read-only), because
+    libvirt's own count can be stale after a timed-out unplug.
+    """
+    qemu = _libvirt_qemu()
+    if qemu is None:
+        return None
+    try:
+        answer = qemu.qemuMonitorCommand(
+            domain, json.dumps({'execute': 'query-cpus-fast'}), 0)
+        return len(json.loads(answer)['return'])
+    except Exception as e:
+        LOG.warning('Could not ask QEMU for its vCPUs: %s', e)
+        return None
 
 
 def set_memory(driver, instance, memory_mb):

@@ -272,6 +272,60 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self.assertIn('the guest has 4 vCPUs, not 2', event['details'])
         self._assert_state(server, (4, 1024))
 
+    def _unplug_times_out_leaving_libvirt_at_three(self):
+        """A server at 3 vCPUs whose unplug to 2 times out in libvirt."""
+        server = self._boot()
+        self._adjust(server, current_vcpus=3)
+        self.libvirt_ext.inject_unplug_timeout(released=True)
+        _, event = self._adjust(server, result='Error', current_vcpus=2)
+        return server, event
+
+    def test_vcpu_unplug_timeout_records_what_qemu_has(self):
+        server, event = self._unplug_times_out_leaving_libvirt_at_three()
+        self.assertIn('the guest has 2 (as QEMU reports) but libvirt still '
+                      'counts 3', event['details'])
+        domain = self._domain(server)
+        self.assertEqual(2, self.libvirt_ext.qemu_vcpus(domain))
+        # libvirt's own count is stale: it is not what the records follow.
+        self.assertEqual(3, self._live(server)[0])
+        self.assertEqual((2, 1024), self._current(server))
+        self.assertEqual((2, 1024), self._allocation(server))
+        self.assertEqual((2, 1024), self._config(server))
+        self.assertEqual('error', self._show(server)['last_status'])
+
+    def test_vcpu_changes_refused_while_libvirt_count_is_stale(self):
+        server, _ = self._unplug_times_out_leaving_libvirt_at_three()
+        self._refused(409, server, {'current_vcpus': 3},
+                      'lost count of the vCPUs', 'hard rebooted')
+        self._adjust(server, current_memory_mb=2048)
+        self.assertEqual((2, 2048), self._current(server))
+        self.assertEqual([], self.libvirt_ext.crashes)
+
+    def test_hard_reboot_settles_a_stale_vcpu_count(self):
+        server, _ = self._unplug_times_out_leaving_libvirt_at_three()
+        self._reboot_server(server, hard=True)
+        self._assert_booted_with(server, (2, 1024))
+        self._adjust(server, current_vcpus=4)
+        self._assert_state(server, (4, 1024))
+        self.assertEqual([], self.libvirt_ext.crashes)
+
+    def test_vcpu_unplug_timeout_without_qemu_answer(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=3)
+        self.libvirt_ext.qemu_monitor = False
+        self.libvirt_ext.inject_unplug_timeout(released=True)
+        _, event = self._adjust(server, result='Error', current_vcpus=2)
+        self.assertIn('QEMU cannot be asked', event['details'])
+        # Nothing claims fewer vCPUs than the guest may have.
+        self.assertEqual((3, 1024), self._current(server))
+        self.assertEqual((3, 1024), self._allocation(server))
+        self._refused(409, server, {'current_vcpus': 4},
+                      'lost count of the vCPUs')
+        server = self._stop_server(server)
+        server = self._start_server(server)
+        self._adjust(server, current_vcpus=4)
+        self.assertEqual([], self.libvirt_ext.crashes)
+
     def test_hard_reboot_persisted(self):
         server = self._boot()
         self._adjust(server, current_vcpus=3, current_memory_mb=3072)

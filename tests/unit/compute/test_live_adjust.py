@@ -11,6 +11,7 @@
 # under the License.
 
 from importlib import metadata
+import json
 from unittest import mock
 
 import fixtures
@@ -376,27 +377,73 @@ class LibvirtAdjustTestCase(test.NoDBTestCase):
                               self.instance, 512)
         self.assertIn('512 MiB: no balloon', e.format_message())
 
-    def test_decrease_timeout_reads_back(self):
+    def _qemu_has(self, count):
+        qemu = mock.Mock()
+        qemu.qemuMonitorCommand.return_value = json.dumps(
+            {'return': [{'cpu-index': i} for i in range(count)]})
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust._libvirt_qemu',
+            return_value=qemu))
+        return qemu
+
+    def _unplug_times_out(self, libvirt_counts):
         self.domain.setVcpusFlags.side_effect = [
             self._error('vcpu unplug request timed out',
                         fakelibvirt.VIR_ERR_OPERATION_TIMEOUT), 0]
-        self.domain.vcpusFlags.return_value = 2
+        self.domain.vcpusFlags.return_value = libvirt_counts
+
+    def test_decrease_timeout_asks_qemu(self):
+        self._unplug_times_out(libvirt_counts=2)
+        qemu = self._qemu_has(2)
         self.assertEqual(2, libvirt_adjust.set_vcpus(
             self.driver, self.instance, 2, True))
+        qemu.qemuMonitorCommand.assert_called_once_with(
+            self.domain, '{"execute": "query-cpus-fast"}', 0)
         self.domain.vcpusFlags.assert_called_once_with(
             fakelibvirt.VIR_DOMAIN_AFFECT_LIVE)
         self.domain.setVcpusFlags.assert_called_with(
             2, fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG)
 
     def test_decrease_timeout_guest_kept_some(self):
-        self.domain.setVcpusFlags.side_effect = [self._error(
-            'timed out', fakelibvirt.VIR_ERR_OPERATION_TIMEOUT), 0]
-        self.domain.vcpusFlags.return_value = 3
+        self._unplug_times_out(libvirt_counts=3)
+        self._qemu_has(3)
         self.assertEqual(3, libvirt_adjust.set_vcpus(
             self.driver, self.instance, 2, True))
         # The config follows what the guest really kept.
         self.domain.setVcpusFlags.assert_called_with(
             3, fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+    def test_decrease_timeout_with_stale_libvirt_count(self):
+        self._unplug_times_out(libvirt_counts=3)
+        self._qemu_has(2)
+        e = self.assertRaises(libvirt_adjust.VcpusUnsettled,
+                              libvirt_adjust.set_vcpus, self.driver,
+                              self.instance, 2, True)
+        self.assertEqual({'present': 2, 'counted': 3},
+                         {k: e.kwargs[k] for k in ('present', 'counted')})
+        self.assertIn('the guest has 2 (as QEMU reports) but libvirt still '
+                      'counts 3', e.format_message())
+        # QEMU's count is the truth the next boot starts from.
+        self.domain.setVcpusFlags.assert_called_with(
+            2, fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+    def test_decrease_timeout_without_qemu_monitor(self):
+        self._unplug_times_out(libvirt_counts=3)
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust._libvirt_qemu',
+            return_value=None))
+        e = self.assertRaises(libvirt_adjust.VcpusUnsettled,
+                              libvirt_adjust.set_vcpus, self.driver,
+                              self.instance, 2, True)
+        self.assertIsNone(e.kwargs['present'])
+        self.assertIn('QEMU cannot be asked', e.format_message())
+        # Nothing is written from a count nobody can vouch for.
+        self.assertEqual(1, self.domain.setVcpusFlags.call_count)
+
+    def test_qemu_monitor_error_means_unknown(self):
+        qemu = self._qemu_has(2)
+        qemu.qemuMonitorCommand.side_effect = self._error('no monitor')
+        self.assertIsNone(libvirt_adjust.vcpus_in_qemu(self.domain))
 
     def test_increase_timeout_is_an_error(self):
         self.domain.setVcpusFlags.side_effect = self._error(
