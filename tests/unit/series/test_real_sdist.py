@@ -7,9 +7,9 @@ The sdist is downloaded once into the nova-xloud cache (as the tool does
 for operators) and checked against the registry's sha256.
 """
 
+import io
 import os
 import tempfile
-import io
 import zipfile
 
 import fixtures

@@ -125,4 +125,3 @@ class WithoutFilterTestCase(UnpackTestCase):
             self._assert_refused('a device, fifo or other special file',
                                  _file('nova-1/ok.py'),
                                  _special('nova-1/dev', kind))
-
