@@ -1,6 +1,5 @@
 """Find or build the Python that runs the demo of a release."""
 
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -69,6 +68,33 @@ def _from_direct_url(text):
     return [path]
 
 
+_SELF_PROBE = ('import importlib.metadata as m, json\n'
+               'try:\n'
+               '    d = m.distribution(%r)\n'
+               'except m.PackageNotFoundError:\n'
+               '    print("{}")\n'
+               'else:\n'
+               '    print(json.dumps({"version": d.version,\n'
+               '                      "direct_url": d.read_text(\n'
+               '                          "direct_url.json")}))\n' % DIST)
+
+
+def own_install():
+    """{'version', 'direct_url'} of the nova-xloud installed here, or {}.
+
+    Asked as the probe asks another Python: a clone's nova_xloud.egg-info
+    in the current directory is not what is installed here.
+    """
+    result = run_isolated(sys.executable, ['-c', _SELF_PROBE],
+                          capture_output=True, text=True)
+    lines = result.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if result.returncode == 0 and lines else {}
+
+
+def own_version():
+    return own_install().get('version')
+
+
 def own_source():
     """pip arguments that install this nova-xloud into another venv."""
     # Running from a source tree (an editable install of any kind, or no
@@ -76,23 +102,15 @@ def own_source():
     root = _checkout_root()
     if root:
         return ['-e', root]
-    try:
-        dist = importlib.metadata.distribution(DIST)
-    except importlib.metadata.PackageNotFoundError:
+    installed = own_install()
+    if not installed:
         raise errors.UsageError('cannot tell where nova-xloud comes from;'
                                 ' give --source (a checkout, sdist or'
                                 ' wheel)')
-    direct_url = dist.read_text('direct_url.json')
+    direct_url = installed.get('direct_url')
     found = _from_direct_url(direct_url) if direct_url else None
     # Installed from an index: the same index has it.
-    return found or ['%s==%s' % (DIST, dist.version)]
-
-
-def own_version():
-    try:
-        return importlib.metadata.version(DIST)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return found or ['%s==%s' % (DIST, installed['version'])]
 
 
 def is_venv(path):

@@ -62,16 +62,32 @@ class SourceTestCase(testtools.TestCase):
     def _installed(self, direct_url):
         self.useFixture(fixtures.MockPatch(
             'nova_xloud.demo.environment._checkout_root', return_value=None))
-        dist = mock.Mock(version='1.2.3')
-        dist.read_text.return_value = direct_url
-        self.useFixture(fixtures.MockPatch(
-            'importlib.metadata.distribution', return_value=dist))
-        return dist
+        return self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.own_install',
+            return_value={'version': '1.2.3',
+                          'direct_url': direct_url})).mock
 
     def test_an_index_install_is_asked_of_the_same_index(self):
-        dist = self._installed(None)
+        own_install = self._installed(None)
         self.assertEqual(['nova-xloud==1.2.3'], environment.own_source())
-        dist.read_text.assert_called_once_with('direct_url.json')
+        own_install.assert_called_once_with()
+
+    def test_the_install_is_read_past_a_clones_egg_info_in_the_cwd(self):
+        # As after "pip install ." in a clone, run from that clone: the
+        # egg-info there has no direct_url.json; the install has one.
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment._checkout_root', return_value=None))
+        clone = self.useFixture(fixtures.TempDir()).path
+        egg_info = os.path.join(clone, 'nova_xloud.egg-info')
+        os.mkdir(egg_info)
+        with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
+            handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
+                         'Version: 9.9.9\n')
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        os.chdir(clone)
+        self.useFixture(fixtures.MonkeyPatch('sys.path', [clone] + sys.path))
+        self.assertNotEqual(['nova-xloud==9.9.9'], environment.own_source())
 
     def test_an_install_from_a_vanished_wheel_is_asked_of_the_index(self):
         self._installed(self._direct_url(
@@ -333,3 +349,19 @@ class RunIsolatedTestCase(testtools.TestCase):
         self.assertNotEqual(0, result.returncode)
         self.assertIn("No module named 'shadow'", result.stderr)
         self.assertNotEqual(here, result.stdout.strip())
+
+
+class OwnVersionTestCase(testtools.TestCase):
+
+    def test_a_clones_egg_info_in_the_cwd_is_not_the_installed_version(self):
+        clone = self.useFixture(fixtures.TempDir()).path
+        egg_info = os.path.join(clone, 'nova_xloud.egg-info')
+        os.mkdir(egg_info)
+        with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
+            handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
+                         'Version: 9.9.9\n')
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        os.chdir(clone)
+        self.useFixture(fixtures.MonkeyPatch('sys.path', [clone] + sys.path))
+        self.assertNotEqual('9.9.9', environment.own_version())
