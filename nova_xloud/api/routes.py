@@ -32,10 +32,16 @@ adjust_controller = functools.partial(_create_controller,
                                       adjust.AdjustController)
 
 
+ADJUST_METHODS = {
+    'GET': [adjust_controller, 'show'],
+    'POST': [adjust_controller, 'adjust'],
+}
+
+
 def routes():
     return (
-        ('/os-xloud-adjust/{server_id}', {
-            'GET': [adjust_controller, 'show'],
-            'POST': [adjust_controller, 'adjust'],
-        }),
+        ('/os-xloud-adjust/{server_id}', ADJUST_METHODS),
+        # The path of the original XLoud fork, which its clients call:
+        # the same controller, schemas and policies.
+        ('/servers/{server_id}/os-xloud-adjust', ADJUST_METHODS),
     )

@@ -74,9 +74,22 @@ def cmd_apply(args):
                          dry_run=args.dry_run, report=_indent)
 
 
+_APPLIED_BY = {
+    'apply': 'applied by nova-xloud apply (stamp %(stamp)s)',
+    'build': 'built in by nova-xloud build (version label %(label)s)',
+    'patch': "patched in without nova-xloud (Kolla's patch -p0 or by"
+             ' hand)',
+}
+
+
+def _status_patches(args, target):
+    release = releases.for_nova_version(target.nova_version)
+    return _patches(args, release) if release else []
+
+
 def cmd_status(args):
     target = target_mod.find(args.target)
-    state = series_mod.status(target)
+    state = series_mod.status(target, _status_patches(args, target))
     if args.format == 'json':
         _say(json.dumps(state, indent=2, sort_keys=True))
         return
@@ -84,13 +97,25 @@ def cmd_status(args):
     _say('nova version:  %s (read from %s)'
          % (state['nova_version'], state['version_source']))
     _say('release:       %s' % (state['release'] or 'not supported'))
-    if not state['applied']:
+    if state['applied_by'] is None:
         _say('series:        not applied')
         return
-    _say('series:        %s, applied (%d patches)'
-         % (state['applied_release'], len(state['patches'])))
+    how = _APPLIED_BY[state['applied_by']] % {
+        'stamp': state['stamp'],
+        'label': '+' + state['nova_version'].split('+', 1)[-1]}
+    if state['applied']:
+        _say('series:        %s, applied (%d patches): %s'
+             % (state['applied_release'], len(state['patches']), how))
+    else:
+        _say('series:        %s, PARTLY applied (%d of %d patches): %s'
+             % (state['applied_release'], len(state['patches']),
+                len(state['patches']) + len(state['missing_patches']), how))
     for name in state['patches']:
-        _say('  %s' % name)
+        _say('  present: %s' % name)
+    for name in state['missing_patches']:
+        _say('  MISSING: %s' % name)
+    if state['stamp'] is None:
+        return
     if state['changed_since']:
         _say('changed since: %s' % ', '.join(state['changed_since']))
     else:

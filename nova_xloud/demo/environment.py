@@ -1,10 +1,10 @@
 """Find or build the Python that runs the demo of a release."""
 
-import importlib.metadata
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 import urllib.request
 
@@ -22,11 +22,23 @@ def venv_python(venv):
     return os.path.join(venv, 'bin', 'python')
 
 
+def run_isolated(python, args, **kwargs):
+    """subprocess.run ``python -I args`` from an empty directory.
+
+    What ``python`` has installed, not what the caller's directory holds:
+    from a clone, ``-m`` would import the clone's nova_xloud and
+    importlib.metadata would read the clone's nova_xloud.egg-info.
+    """
+    with tempfile.TemporaryDirectory(prefix='nova-xloud-demo-') as cwd:
+        return subprocess.run([python, '-I'] + list(args), cwd=cwd,
+                              **kwargs)
+
+
 def probe(python, release):
     """(nova-xloud version or None, [reasons it cannot run the demo])."""
-    result = subprocess.run(
-        [python, '-m', 'nova_xloud.demo.probe', release.name],
-        capture_output=True, text=True)
+    result = run_isolated(python, ['-m', 'nova_xloud.demo.probe',
+                                   release.name],
+                          capture_output=True, text=True)
     if result.returncode != 0:
         lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
         return None, ['nova-xloud does not run there (%s)'
@@ -56,6 +68,33 @@ def _from_direct_url(text):
     return [path]
 
 
+_SELF_PROBE = ('import importlib.metadata as m, json\n'
+               'try:\n'
+               '    d = m.distribution(%r)\n'
+               'except m.PackageNotFoundError:\n'
+               '    print("{}")\n'
+               'else:\n'
+               '    print(json.dumps({"version": d.version,\n'
+               '                      "direct_url": d.read_text(\n'
+               '                          "direct_url.json")}))\n' % DIST)
+
+
+def own_install():
+    """{'version', 'direct_url'} of the nova-xloud installed here, or {}.
+
+    Asked as the probe asks another Python: a clone's nova_xloud.egg-info
+    in the current directory is not what is installed here.
+    """
+    result = run_isolated(sys.executable, ['-c', _SELF_PROBE],
+                          capture_output=True, text=True)
+    lines = result.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if result.returncode == 0 and lines else {}
+
+
+def own_version():
+    return own_install().get('version')
+
+
 def own_source():
     """pip arguments that install this nova-xloud into another venv."""
     # Running from a source tree (an editable install of any kind, or no
@@ -63,34 +102,46 @@ def own_source():
     root = _checkout_root()
     if root:
         return ['-e', root]
-    try:
-        dist = importlib.metadata.distribution(DIST)
-    except importlib.metadata.PackageNotFoundError:
+    installed = own_install()
+    if not installed:
         raise errors.UsageError('cannot tell where nova-xloud comes from;'
                                 ' give --source (a checkout, sdist or'
                                 ' wheel)')
-    direct_url = dist.read_text('direct_url.json')
+    direct_url = installed.get('direct_url')
     found = _from_direct_url(direct_url) if direct_url else None
     # Installed from an index: the same index has it.
-    return found or ['%s==%s' % (DIST, dist.version)]
+    return found or ['%s==%s' % (DIST, installed['version'])]
 
 
-def own_version():
-    try:
-        return importlib.metadata.version(DIST)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def is_venv(path):
+    return os.path.isfile(os.path.join(path, 'pyvenv.cfg'))
 
 
 def create_venv(venv, report):
-    if os.path.exists(venv) and (not os.path.isdir(venv) or
-                                 os.listdir(venv)):
+    """Create ``venv``, or recreate a virtualenv whose Python is gone."""
+    command = [sys.executable, '-m', 'venv', venv]
+    if is_venv(venv):
+        # A first run stopped half-way, or the Python it was made with
+        # was removed: a virtualenv that cannot run is rebuilt.
+        report('[demo] recreating the virtualenv %s: its Python %s does not'
+               ' run' % (venv, venv_python(venv)))
+        command.insert(3, '--clear')
+    elif os.path.exists(venv) and (not os.path.isdir(venv) or
+                                   os.listdir(venv)):
         raise errors.UsageError(
             '%s exists but is not a virtualenv; remove it or give another'
             ' --venv' % venv)
-    report('[demo] creating the virtualenv %s' % venv)
-    sdist.run_checked([sys.executable, '-m', 'venv', venv],
-                      'creating %s' % venv)
+    else:
+        report('[demo] creating the virtualenv %s' % venv)
+    sdist.run_checked(command, 'creating %s' % venv)
+
+
+def python_runs(python):
+    try:
+        return subprocess.run([python, '-c', ''],
+                              capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def install_nova_xloud(venv, source, report):
@@ -109,10 +160,12 @@ def install_nova(venv, release, cache_dir, report):
     report('[demo] installing nova %s with its test requirements and'
            ' placement into %s, then applying the series (first run only:'
            ' a few minutes)' % (release.nova_version, venv))
-    # Its own progress lines go straight to the terminal.
-    returncode = subprocess.call([os.path.join(venv, 'bin', 'nova-xloud'),
-                                  '--cache-dir', cache_dir, 'install',
-                                  release.name, '--with-tests'])
+    # The venv's own nova-xloud, as a module: the command needs no
+    # console script. Its progress lines go straight to the terminal.
+    returncode = run_isolated(
+        venv_python(venv), ['-m', 'nova_xloud.cmd.series', '--cache-dir',
+                            cache_dir, 'install', release.name,
+                            '--with-tests']).returncode
     if returncode != 0:
         raise errors.SeriesError('installing nova %s into %s failed (exit'
                                  ' status %d)' % (release.nova_version, venv,
@@ -137,7 +190,7 @@ def prepare(release, venv, cache_dir, source=None, report=print):
                % ('; '.join(missing), venv))
     venv = os.path.abspath(venv)
     python = venv_python(venv)
-    if not os.path.exists(python):
+    if not python_runs(python):
         create_venv(venv, report)
     version, missing = probe(python, release)
     if source or version is None or version != own_version():
@@ -148,15 +201,17 @@ def prepare(release, venv, cache_dir, source=None, report=print):
         install_nova(venv, release, cache_dir, report)
         version, missing = probe(python, release)
     if missing:
-        raise errors.SeriesError('%s still cannot run the demo: %s'
-                                 % (venv, '; '.join(missing)))
+        raise errors.SeriesError(
+            '%s still cannot run the demo: %s\nremove it (rm -rf %s) and run'
+            ' the demo again to build it afresh'
+            % (venv, '; '.join(missing), venv))
     report('[demo] %s is ready' % venv)
     return python
 
 
 def run_scenario(python, release, full_xml=False):
     """Run the scenario with ``python``; its exit status."""
-    command = [python, '-m', 'nova_xloud.demo', release.name]
+    command = ['-m', 'nova_xloud.demo', release.name]
     if full_xml:
         command.append('--full-xml')
-    return subprocess.call(command)
+    return run_isolated(python, command).returncode

@@ -25,14 +25,18 @@ def _series_missing(release):
     if found is None or found.name != release.name:
         return ['nova %s is installed, not nova %s'
                 % (target.nova_version, release.nova_version)]
-    stamp = target.read_stamp()
-    if stamp is None:
+    state = series_mod.status(target)
+    if state['applied_by'] is None:
         return ['the %s series is not applied to %s' % (release.name, root)]
-    if not series_mod.same_series(stamp, release,
-                                  series_mod.load(release)):
+    if not state['applied']:
+        return ['%s lacks patches of the %s series: %s'
+                % (root, release.name, ', '.join(state['missing_patches']))]
+    stamp = target.read_stamp()
+    if stamp is not None and not series_mod.same_series(
+            stamp, release, series_mod.load(release)):
         return ['%s carries another revision of the %s series'
                 % (root, release.name)]
-    changed = series_mod.status(target)['changed_since']
+    changed = state['changed_since']
     if changed:
         return ['%s changed since the series was applied'
                 % ', '.join(changed)]

@@ -90,11 +90,14 @@ class Demo(base.LiveAdjustBase):
         self._show_flavor(flavor['flavor'])
         with self.report.slow('booting server xloud-demo'):
             server = self._boot(flavor_id, name='xloud-demo')
-        self._show_state('after boot', server)
+        self._show_state('after boot', server,
+                         (int(MINIMUM['minimum_cpu']),
+                          int(MINIMUM['minimum_memory'])))
         for label, body in ADJUSTMENTS:
             self._adjust(server, body)
-            self._show_state('after the adjustment %s' % label, server)
-        self._show_summary(server)
+            self._show_state('after the adjustment %s' % label, server,
+                             _requested(body))
+        self._show_summary(server, _requested(ADJUSTMENTS[-1][1]))
         # The first cleanup: the services' shutdown logs to the handler
         # Nova's logging setup left on the root logger.
         self.addCleanup(logging.getLogger().setLevel, logging.ERROR)
@@ -109,9 +112,15 @@ class Demo(base.LiveAdjustBase):
     def _adjust(self, server, body):
         url = base.ADJUST_URL % server['id']
         self.report.section('POST %s %s' % (url, json.dumps(body)))
-        response = self._post(server, body)['adjustment']
-        self.report.line('202 Accepted: %s' % json.dumps(response,
+        accepted = self._post(server, body)
+        # As the API returns it, wrapper included.
+        self.report.line('202 Accepted: %s' % json.dumps(accepted,
                                                          sort_keys=True))
+        response = accepted['adjustment']
+        self.assertEqual(_requested(body),
+                         (response['current_vcpus'],
+                          response['current_memory_mb']),
+                         'the accepted values are not the requested ones')
         with self.report.slow('waiting for nova-compute to change the guest'
                               ' (instance action %s)'
                               % response['request_id']):
@@ -121,7 +130,7 @@ class Demo(base.LiveAdjustBase):
         if event['result'] != 'Success':
             self.fail('the adjustment failed: %s' % event)
 
-    def _show_state(self, title, server):
+    def _show_state(self, title, server, expected):
         report = self.report
         report.section(title)
         domain = self._domain(server)
@@ -137,7 +146,12 @@ class Demo(base.LiveAdjustBase):
                 provider, base.COMPUTE, ', '.join(
                     '%s=%d' % item
                     for item in sorted(allocation['resources'].items()))))
-        self.rows.append((title,) + self._agreed_values(server))
+        values = self._agreed_values(server)
+        self.assertEqual(expected, values,
+                         '%s: the guest, placement and the API have (vCPUs,'
+                         ' MiB) %s, not the %s asked for'
+                         % (title, values, expected))
+        self.rows.append((title,) + values)
 
     def _agreed_values(self, server):
         """(vCPUs, MiB) of the guest, checked against placement and API."""
@@ -149,12 +163,17 @@ class Demo(base.LiveAdjustBase):
                                  shown['current_memory_mb']), 'API')
         return guest
 
-    def _show_summary(self, server):
-        shown = self.admin_api.api_get(
-            base.ADJUST_URL % server['id']).body['adjustment']
+    def _show_summary(self, server, expected):
+        shown = self.admin_api.api_get(base.ADJUST_URL % server['id']).body
         self.report.section('GET %s' % (base.ADJUST_URL % server['id']))
         self.report.line(json.dumps(shown, indent=2, sort_keys=True))
-        self.report.section('summary: guest, placement and API agree')
+        current = (shown['adjustment']['current_vcpus'],
+                   shown['adjustment']['current_memory_mb'])
+        self.assertEqual(expected, current,
+                         'GET shows %s, not the %s asked for last'
+                         % (current, expected))
+        self.report.section('summary: guest, placement and API agree with'
+                            ' what was asked')
         header = ('', 'vCPUs', 'memory MiB')
         rows = [header] + [tuple(str(cell) for cell in row)
                            for row in self.rows]
@@ -164,6 +183,10 @@ class Demo(base.LiveAdjustBase):
             self.report.line('  '.join(
                 cell.ljust(width) if i == 0 else cell.rjust(width)
                 for i, (cell, width) in enumerate(zip(row, widths))))
+
+
+def _requested(body):
+    return body['current_vcpus'], body['current_memory_mb']
 
 
 def _patched_nova(release):
@@ -195,7 +218,7 @@ def main(argv=None):
             result.skip_reasons):
         report.line()
         report.line('[demo] finished: the guest, placement and the API agree'
-                    ' at every step')
+                    ' with what was asked at every step')
         return 0
     for _, text in result.errors + result.failures:
         print(text, file=sys.stderr)

@@ -82,12 +82,63 @@ def download(release, cache_dir, report=print):
     return path
 
 
+def _inside(root, path):
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _refusal(archive, member, why):
+    return errors.SeriesError('%s: refusing to unpack %s: %s'
+                              % (archive, member.name, why))
+
+
+def _checked_member(archive, member, dest):
+    """``member`` made harmless, as tarfile's 'data' filter does, or raise.
+
+    For the Pythons without extraction filters (before 3.9.17, 3.10.12,
+    3.11.4: Debian 12's 3.11.2 among them).
+    """
+    name = member.name
+    if os.path.isabs(name) or '..' in name.replace('\\', '/').split('/'):
+        raise _refusal(archive, member, 'an absolute path or ..')
+    if not _inside(dest, os.path.join(dest, name)):
+        raise _refusal(archive, member, 'it points out of the tree')
+    if not (member.isfile() or member.isdir() or member.issym() or
+            member.islnk()):
+        raise _refusal(archive, member, 'a device, fifo or other special'
+                                        ' file')
+    if member.issym():
+        if os.path.isabs(member.linkname) or not _inside(
+                dest, os.path.join(dest, os.path.dirname(name),
+                                   member.linkname)):
+            raise _refusal(archive, member, 'a link out of the tree')
+    if member.islnk():
+        if os.path.isabs(member.linkname) or not _inside(
+                dest, os.path.join(dest, member.linkname)):
+            raise _refusal(archive, member, 'a link out of the tree')
+    member.uid, member.gid, member.uname, member.gname = (
+        os.getuid(), os.getgid(), '', '')
+    # No setuid, setgid, sticky or group/other write bits.
+    member.mode = (member.mode & 0o755) | (0o600 if member.isfile() else 0)
+    return member
+
+
+def extract_all(tar, dest, archive):
+    """Extract ``tar`` into ``dest``, refusing what may leave the tree."""
+    if hasattr(tarfile, 'data_filter'):
+        tar.extractall(dest, filter='data')
+        return
+    dest = os.path.realpath(dest)
+    members = [_checked_member(archive, member, dest)
+               for member in tar.getmembers()]
+    tar.extractall(dest, members=members)
+
+
 def _unpack_to(archive, dest_parent, top):
     """Unpack ``archive`` so its tree is ``dest_parent/top``."""
     os.makedirs(dest_parent, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest_parent) as work:
         with tarfile.open(archive) as tar:
-            tar.extractall(work, filter='data')
+            extract_all(tar, work, archive)
         unpacked = os.path.join(work, top)
         if not os.path.isdir(unpacked):
             raise errors.SeriesError('%s has no %s/ at its top'

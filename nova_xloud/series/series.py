@@ -172,18 +172,77 @@ def reverse(release, target, dry_run=False, report=print):
            % (release.name, len(recorded), target.root))
 
 
-def status(target):
-    """What the operator needs to know about a target, as a dict."""
+def _present(tree, patch):
+    """Whether the code ``patch`` adds is in ``tree``: it reverses cleanly.
+
+    The reverse is staged on ``tree`` so that the patches before it are
+    checked against the files as they were before it.
+    """
+    staged = {}
+    try:
+        for file_patch in patch.files:
+            current = (staged[file_patch.path] if file_patch.path in staged
+                       else tree.read(file_patch.path))
+            staged[file_patch.path] = engine.apply_file(patch, file_patch,
+                                                        current)
+    except errors.ConflictError:
+        return False
+    for path, data in staged.items():
+        tree.stage(path, data)
+    return True
+
+
+def present_patches(target, patches):
+    """{name: True if the patch's code is in ``target``} for ``patches``."""
+    tree = engine.PendingTree(target.root)
+    found = {}
+    for patch in reversed(patches):
+        found[patch.name] = _present(tree, patch.parse().reversed())
+    return {patch.name: found[patch.name] for patch in patches}
+
+
+def _applied_by(stamp, target):
+    if stamp is not None:
+        return 'apply'
+    if '+xloud.' in target.nova_version:
+        return 'build'
+    return 'patch'
+
+
+def status(target, patches=None):
+    """What the operator needs to know about a target, as a dict.
+
+    Each patch is looked for in the files themselves: the text the stamp
+    recorded when ``nova-xloud apply`` put the series there, otherwise
+    ``patches`` (by default the series of the target's release), as a
+    wheel of ``nova-xloud build`` or Kolla's ``patch -p0`` carry it.
+    """
     found = releases.for_nova_version(target.nova_version)
     stamp = target.read_stamp()
+    if stamp is not None:
+        patches = [PatchFile(p['name'], p['text'].encode('utf-8'))
+                   for p in stamp['patches']]
+    elif patches is None:
+        patches = load(found) if found else []
+    present = present_patches(target, patches)
+    names = [name for name, there in present.items() if there]
+    applied = bool(patches) and len(names) == len(patches)
     result = {
         'target': target.root,
         'nova_version': target.nova_version,
         'version_source': target.version_source,
         'release': found.name if found else None,
-        'applied': stamp is not None,
-        'applied_release': stamp.get('release') if stamp else None,
-        'patches': [p['name'] for p in stamp['patches']] if stamp else [],
+        # Every patch's code is in the files, however it got there.
+        'applied': applied,
+        # apply (a stamp), build (a wheel labelled +xloud.N) or patch
+        # (Kolla's patch -p0, or by hand); None when no patch is there.
+        'applied_by': _applied_by(stamp, target) if names or stamp else None,
+        'applied_release': (stamp.get('release') if stamp else
+                            found.name if names else None),
+        'patches': names,
+        'missing_patches': [name for name, there in present.items()
+                            if not there],
+        'stamp': target.stamp_path if stamp else None,
         'changed_since': [],
     }
     if stamp:

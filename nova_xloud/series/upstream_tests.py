@@ -1,10 +1,13 @@
-"""Run Nova's own unit test modules for the upstream files a series hooks.
+"""Run Nova's own unit tests on the installed, patched Nova.
 
 Used by the functional tox environments: a hook that breaks upstream
 behaviour fails Nova's own tests of the file it touches.  The files are
-read from the stamp of the installed, patched Nova.
+read from the stamp of the installed, patched Nova.  ``--whole`` runs
+Nova's whole unit suite instead, with nova-xloud installed beside it, as a
+distribution that runs Nova's tests at package build does.
 """
 
+import argparse
 import contextlib
 import os
 import subprocess
@@ -84,21 +87,17 @@ def api_paste_beside_nova(root):
             os.rmdir(directory)
 
 
-def main(argv=None):
-    root = installed_nova_root()
-    stamp = target_mod.find(root).read_stamp()
-    if stamp is None:
-        print('the nova in %s carries no nova-xloud series' % root,
-              file=sys.stderr)
-        return 1
+def hooked_modules_regex(root, stamp):
+    """A stestr filter for Nova's test modules of the hooked files."""
     modules = test_modules(root, stamp['files'])
     if not modules:
-        print('the series touches no file that has an upstream unit test'
-              ' module', file=sys.stderr)
-        return 1
+        return None
     print("Nova's own unit tests of the hooked files: %s"
           % ', '.join(modules), flush=True)
-    regex = '^(%s)\\.' % '|'.join(m.replace('.', '\\.') for m in modules)
+    return '^(%s)\\.' % '|'.join(m.replace('.', '\\.') for m in modules)
+
+
+def run_stestr(root, filters):
     with tempfile.TemporaryDirectory(prefix='nova-upstream-tests-') as repo, \
             api_paste_beside_nova(root):
         stestr = [sys.executable, '-m', 'stestr']
@@ -107,9 +106,38 @@ def main(argv=None):
         return subprocess.call(
             stestr + ['--test-path', os.path.join(root, 'nova', 'tests',
                                                   'unit'),
-                      '--top-dir', root, 'run', regex] + (argv or []),
-            cwd=repo)
+                      '--top-dir', root, 'run'] + filters, cwd=repo)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog='python -m nova_xloud.series.upstream_tests',
+        description="Run Nova's own unit tests on the installed, patched"
+                    ' Nova: the modules of the hooked files, or all.')
+    parser.add_argument('--whole', action='store_true',
+                        help="Nova's whole unit suite")
+    return parser.parse_known_args(argv)
+
+
+def main(argv=None):
+    args, stestr_args = parse_args(sys.argv[1:] if argv is None else argv)
+    root = installed_nova_root()
+    stamp = target_mod.find(root).read_stamp()
+    if stamp is None:
+        print('the nova in %s carries no nova-xloud series' % root,
+              file=sys.stderr)
+        return 1
+    if args.whole:
+        print("Nova's whole unit suite, nova-xloud installed beside it",
+              flush=True)
+        return run_stestr(root, stestr_args)
+    regex = hooked_modules_regex(root, stamp)
+    if regex is None:
+        print('the series touches no file that has an upstream unit test'
+              ' module', file=sys.stderr)
+        return 1
+    return run_stestr(root, [regex] + stestr_args)
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -17,6 +17,7 @@ Nova and its test requirements, runs the demo there, and reuses the
 virtualenv on the next run.
 """
 
+import importlib.metadata
 import importlib.util
 import os
 import subprocess
@@ -28,10 +29,27 @@ import testtools
 from nova_xloud import releases
 
 
-def nova_xloud(*args):
+def nova_xloud(*args, cwd=None):
     command = os.path.join(os.path.dirname(sys.executable), 'nova-xloud')
     return subprocess.run((command,) + args, capture_output=True,
-                          text=True, timeout=1800)
+                          text=True, timeout=1800, cwd=cwd)
+
+
+def clone_after_pip_install(parent):
+    """A directory like a clone after ``pip install .``: source, egg-info.
+
+    The egg-info has the version installed here, as after ``pip install .``.
+    """
+    clone = os.path.join(parent, 'clone')
+    os.mkdir(clone)
+    package = os.path.dirname(os.path.abspath(releases.__file__))
+    os.symlink(os.path.dirname(package), os.path.join(clone, 'nova_xloud'))
+    egg_info = os.path.join(clone, 'nova_xloud.egg-info')
+    os.mkdir(egg_info)
+    with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
+        handle.write('Metadata-Version: 2.1\nName: nova-xloud\nVersion: %s\n'
+                     % importlib.metadata.version('nova-xloud'))
+    return clone
 
 
 class BootstrapTestCase(testtools.TestCase):
@@ -40,8 +58,8 @@ class BootstrapTestCase(testtools.TestCase):
         super().setUp()
         self.assertIsNone(importlib.util.find_spec('nova'),
                           'this test needs an environment without Nova')
-        self.venv = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                                 'demo')
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.venv = os.path.join(self.tmp, 'demo')
 
     def _assert_demo_ran(self, result, release):
         self.assertEqual(0, result.returncode,
@@ -54,7 +72,10 @@ class BootstrapTestCase(testtools.TestCase):
 
     def test_the_demo_builds_its_virtualenv_then_reuses_it(self):
         release = releases.newest()
-        first = nova_xloud('demo', '--venv', self.venv)
+        # From a clone where "pip install ." left nova_xloud.egg-info: it
+        # must not count as nova-xloud installed in the new virtualenv.
+        first = nova_xloud('demo', '--venv', self.venv,
+                           cwd=clone_after_pip_install(self.tmp))
         self._assert_demo_ran(first, release)
         for step in ('[demo] creating the virtualenv %s' % self.venv,
                      '[demo] installing nova-xloud into %s' % self.venv,

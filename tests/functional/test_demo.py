@@ -29,6 +29,7 @@ import testtools
 from nova_xloud.demo import scenario
 from nova_xloud import releases
 from nova_xloud.series import target as target_mod
+from tests.unit.series import readme
 
 KIB_PER_MIB = 1024
 
@@ -82,6 +83,13 @@ class DemoCommandTestCase(testtools.TestCase):
                          [line.split() for line in summary[2:5]])
         self.assertIn('[demo] finished', out)
         self.assertEqual('', result.stderr)
+        # What README.rst shows is what the demo prints.
+        shown = readme.block_from('nova-xloud demo: nova ')
+        lines = out.splitlines()
+        printed = [i for i, line in enumerate(lines)
+                   if line.startswith('nova-xloud demo: nova ')][0]
+        self.assertEqual(readme.normalised(shown),
+                         readme.normalised(lines[printed:]))
 
 
 class ScenarioTestCase(testtools.TestCase):
@@ -111,3 +119,18 @@ class ScenarioTestCase(testtools.TestCase):
         self.assertNotIn('[demo] finished', out)
         self.assertIn('400', err)
         self.assertIn('current_vcpus', err)
+
+    def test_values_other_than_the_requested_fail_the_demo(self):
+        # The server gets 2 vCPUs when 3 are asked: the guest, placement
+        # and the API agree with each other, not with the request.
+        post = scenario.Demo._post
+
+        def post_two_vcpus(demo, server, body, api=None):
+            return post(demo, server, dict(body, current_vcpus=2), api)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.demo.scenario.Demo._post', post_two_vcpus))
+        code, out, err = self._main()
+        self.assertEqual(1, code, out)
+        self.assertNotIn('[demo] finished', out)
+        self.assertIn('not the requested ones', err)

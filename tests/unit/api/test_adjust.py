@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import itertools
 import os
 from unittest import mock
 
@@ -330,8 +331,11 @@ class ControllerTestCase(test.NoDBTestCase):
 class RoutesTestCase(test.NoDBTestCase):
 
     def test_routes(self):
-        (path, methods), = routes.routes()
+        (path, methods), (legacy_path, legacy_methods) = routes.routes()
         self.assertEqual('/os-xloud-adjust/{server_id}', path)
+        # The original XLoud fork's path: the same controller.
+        self.assertEqual('/servers/{server_id}/os-xloud-adjust', legacy_path)
+        self.assertIs(methods, legacy_methods)
         self.assertEqual({'GET': 'show', 'POST': 'adjust'},
                          {m: info[1] for m, info in methods.items()})
         resource = methods['GET'][0]()
@@ -342,9 +346,11 @@ class RoutesTestCase(test.NoDBTestCase):
         nova_routes._plugin_routes.cache_clear()
         self.addCleanup(nova_routes._plugin_routes.cache_clear)
         router = nova_routes.APIRouterV21()
-        for method in ('GET', 'POST'):
+        for method, path in itertools.product(
+                ('GET', 'POST'), ('/os-xloud-adjust/%s',
+                                  '/servers/%s/os-xloud-adjust')):
             match = router.map.match(
-                '/os-xloud-adjust/%s' % UUID, {'REQUEST_METHOD': method})
+                path % UUID, {'REQUEST_METHOD': method})
             self.assertEqual(UUID, match['server_id'])
             self.assertEqual({'GET': 'show', 'POST': 'adjust'}[method],
                              match['action'])

@@ -13,6 +13,7 @@
 import json
 import os
 import stat
+import subprocess
 import sys
 from unittest import mock
 
@@ -61,16 +62,32 @@ class SourceTestCase(testtools.TestCase):
     def _installed(self, direct_url):
         self.useFixture(fixtures.MockPatch(
             'nova_xloud.demo.environment._checkout_root', return_value=None))
-        dist = mock.Mock(version='1.2.3')
-        dist.read_text.return_value = direct_url
-        self.useFixture(fixtures.MockPatch(
-            'importlib.metadata.distribution', return_value=dist))
-        return dist
+        return self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.own_install',
+            return_value={'version': '1.2.3',
+                          'direct_url': direct_url})).mock
 
     def test_an_index_install_is_asked_of_the_same_index(self):
-        dist = self._installed(None)
+        own_install = self._installed(None)
         self.assertEqual(['nova-xloud==1.2.3'], environment.own_source())
-        dist.read_text.assert_called_once_with('direct_url.json')
+        own_install.assert_called_once_with()
+
+    def test_the_install_is_read_past_a_clones_egg_info_in_the_cwd(self):
+        # As after "pip install ." in a clone, run from that clone: the
+        # egg-info there has no direct_url.json; the install has one.
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment._checkout_root', return_value=None))
+        clone = self.useFixture(fixtures.TempDir()).path
+        egg_info = os.path.join(clone, 'nova_xloud.egg-info')
+        os.mkdir(egg_info)
+        with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
+            handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
+                         'Version: 9.9.9\n')
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        os.chdir(clone)
+        self.useFixture(fixtures.MonkeyPatch('sys.path', [clone] + sys.path))
+        self.assertNotEqual(['nova-xloud==9.9.9'], environment.own_source())
 
     def test_an_install_from_a_vanished_wheel_is_asked_of_the_index(self):
         self._installed(self._direct_url(
@@ -117,6 +134,35 @@ class ProbeTestCase(testtools.TestCase):
             (None, ['nova-xloud does not run there (No module named'
                     ' nova_xloud)']),
             environment.probe(python, NEWEST))
+
+    def _clone_with_egg_info(self):
+        """A directory like a clone after ``pip install .``."""
+        clone = self.useFixture(fixtures.TempDir()).path
+        package = os.path.dirname(os.path.abspath(environment.__file__))
+        os.symlink(os.path.dirname(package),
+                   os.path.join(clone, 'nova_xloud'))
+        egg_info = os.path.join(clone, 'nova_xloud.egg-info')
+        os.mkdir(egg_info)
+        with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
+            handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
+                         'Version: 9.9.9\n')
+        return clone
+
+    def _empty_venv(self):
+        venv = os.path.join(self.useFixture(fixtures.TempDir()).path, 'v')
+        subprocess.run([sys.executable, '-m', 'venv', '--without-pip',
+                        venv], check=True)
+        return environment.venv_python(venv)
+
+    def test_a_clone_in_the_cwd_does_not_count_as_installed(self):
+        python = self._empty_venv()
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        os.chdir(self._clone_with_egg_info())
+        version, missing = environment.probe(python, NEWEST)
+        self.assertIsNone(version)
+        self.assertEqual(1, len(missing))
+        self.assertIn("No module named 'nova_xloud'", missing[0])
 
     def test_this_environment_can_run_the_demo_of_its_release(self):
         version, missing = environment.probe(sys.executable,
@@ -186,8 +232,8 @@ class PrepareTestCase(testtools.TestCase):
 
     def test_a_ready_venv_is_reused(self):
         venv = self.useFixture(fixtures.TempDir()).path
-        os.makedirs(os.path.join(venv, 'bin'))
-        open(os.path.join(venv, 'bin', 'python'), 'w').close()
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.python_runs', return_value=True))
         self.probe.return_value = ('1.0', [])
         self.assertEqual(os.path.join(venv, 'bin', 'python'),
                          self._prepare(venv))
@@ -208,12 +254,39 @@ class PrepareTestCase(testtools.TestCase):
         self.probe.return_value = ('1.0', ['placement does not import'])
         e = self.assertRaises(errors.SeriesError, self._prepare, venv)
         self.assertEqual('%s still cannot run the demo: placement does not'
-                         ' import' % venv, str(e))
+                         ' import\nremove it (rm -rf %s) and run the demo'
+                         ' again to build it afresh' % (venv, venv), str(e))
         self.install_nova.assert_called_once_with(
             venv, NEWEST, self.cache, self.lines.append)
 
 
 class CreateVenvTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.run_checked = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.sdist.run_checked')).mock
+
+    def test_a_new_venv_is_created(self):
+        venv = os.path.join(self.useFixture(fixtures.TempDir()).path, 'v')
+        lines = []
+        environment.create_venv(venv, lines.append)
+        self.run_checked.assert_called_once_with(
+            [sys.executable, '-m', 'venv', venv], 'creating %s' % venv)
+        self.assertEqual(['[demo] creating the virtualenv %s' % venv], lines)
+
+    def test_a_half_built_venv_is_recreated(self):
+        # A first run stopped before the venv's Python was in place.
+        venv = self.useFixture(fixtures.TempDir()).path
+        open(os.path.join(venv, 'pyvenv.cfg'), 'w').close()
+        os.mkdir(os.path.join(venv, 'lib'))
+        lines = []
+        environment.create_venv(venv, lines.append)
+        self.run_checked.assert_called_once_with(
+            [sys.executable, '-m', 'venv', '--clear', venv],
+            'creating %s' % venv)
+        self.assertIn('[demo] recreating the virtualenv %s' % venv,
+                      lines[0])
 
     def test_a_directory_that_is_no_venv_is_left_alone(self):
         venv = self.useFixture(fixtures.TempDir()).path
@@ -233,3 +306,62 @@ class CreateVenvTestCase(testtools.TestCase):
         self.assertIn('%s exists but is not a virtualenv' % path, str(e))
         with open(path) as handle:
             self.assertEqual('mine', handle.read())
+
+
+class InstallNovaTestCase(testtools.TestCase):
+
+    def test_the_venvs_nova_xloud_runs_without_its_console_script(self):
+        # The console script of a half-built venv may be missing: the
+        # module of the venv's own nova-xloud does the install.
+        venv = self.useFixture(fixtures.TempDir()).path
+        run = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.run_isolated',
+            return_value=mock.Mock(returncode=0))).mock
+        environment.install_nova(venv, NEWEST, '/cache', print)
+        run.assert_called_once_with(
+            os.path.join(venv, 'bin', 'python'),
+            ['-m', 'nova_xloud.cmd.series', '--cache-dir', '/cache',
+             'install', NEWEST.name, '--with-tests'])
+
+    def test_a_failed_install_says_so(self):
+        venv = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.demo.environment.run_isolated',
+            return_value=mock.Mock(returncode=3)))
+        e = self.assertRaises(errors.SeriesError, environment.install_nova,
+                              venv, NEWEST, '/cache', print)
+        self.assertIn('exit status 3', str(e))
+
+
+class RunIsolatedTestCase(testtools.TestCase):
+
+    def test_the_callers_directory_is_not_on_the_path(self):
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        here = self.useFixture(fixtures.TempDir()).path
+        os.chdir(here)
+        with open(os.path.join(here, 'shadow.py'), 'w') as handle:
+            handle.write('')
+        result = environment.run_isolated(
+            sys.executable, ['-c', 'import os, sys; print(os.getcwd());'
+                             ' import shadow'],
+            capture_output=True, text=True)
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn("No module named 'shadow'", result.stderr)
+        self.assertNotEqual(here, result.stdout.strip())
+
+
+class OwnVersionTestCase(testtools.TestCase):
+
+    def test_a_clones_egg_info_in_the_cwd_is_not_the_installed_version(self):
+        clone = self.useFixture(fixtures.TempDir()).path
+        egg_info = os.path.join(clone, 'nova_xloud.egg-info')
+        os.mkdir(egg_info)
+        with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
+            handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
+                         'Version: 9.9.9\n')
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        os.chdir(clone)
+        self.useFixture(fixtures.MonkeyPatch('sys.path', [clone] + sys.path))
+        self.assertNotEqual('9.9.9', environment.own_version())

@@ -80,6 +80,11 @@ class KollaLayoutTestCase(testtools.TestCase):
         patched = _nova_files(self.site)
         self.assertNotEqual(pristine, patched)
         self.assertEqual(_nova_files(by_tool), patched)
+        # No stamp, no version label: status finds the series in the files.
+        state = series.status(target_mod.find(self.site), patches)
+        self.assertEqual(('patch', True, [p.name for p in patches], None),
+                         (state['applied_by'], state['applied'],
+                          state['patches'], state['stamp']))
 
 
 class ToKollaTestCase(testtools.TestCase):

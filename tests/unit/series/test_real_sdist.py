@@ -7,6 +7,7 @@ The sdist is downloaded once into the nova-xloud cache (as the tool does
 for operators) and checked against the registry's sha256.
 """
 
+import io
 import os
 import tempfile
 import zipfile
@@ -14,11 +15,13 @@ import zipfile
 import fixtures
 import testtools
 
+from nova_xloud.cmd import series as cli
 from nova_xloud import releases
 from nova_xloud.series import sdist
 from nova_xloud.series import series
 from nova_xloud.series import target as target_mod
 from tests.unit.series import fakes
+from tests.unit.series import readme
 
 RELEASE = releases.get(os.environ.get('XLOUD_RELEASE', '2024.1'))
 
@@ -66,3 +69,28 @@ class RealSdistTestCase(testtools.TestCase):
                 for path in target.read_stamp()['files']:
                     with open(os.path.join(self.tree, path), 'rb') as f:
                         self.assertEqual(f.read(), archive.read(path), path)
+                site = os.path.join(out, 'site')
+                archive.extractall(site)
+            self._assert_status_as_readme_shows(site)
+
+    def _assert_status_as_readme_shows(self, site):
+        # The wheel's files as pip installs them: no stamp, a version
+        # with our label; status finds the series in the files.
+        installed = target_mod.find(site)
+        self.assertIsNone(installed.read_stamp())
+        self.assertEqual(RELEASE.local_version, installed.nova_version)
+        state = series.status(installed, self.patches)
+        self.assertEqual(('build', True, [p.name for p in self.patches]),
+                         (state['applied_by'], state['applied'],
+                          state['patches']))
+        out = self.useFixture(fixtures.MonkeyPatch(
+            'sys.stdout', io.StringIO())).new_value
+        self.assertEqual(0, cli.main(['status', site]))
+        # README shows 2024.1's.
+        shown = '\n'.join(readme.output_of('nova-xloud status /tmp/nova-site'))
+        for old, new in (('/tmp/nova-site', site),
+                         ('29.4.0+xloud.1', RELEASE.local_version),
+                         ('+xloud.1', '+xloud.%d' % RELEASE.series_revision),
+                         ('2024.1', RELEASE.name)):
+            shown = shown.replace(old, new)
+        self.assertEqual(shown.splitlines(), out.getvalue().splitlines())
