@@ -23,6 +23,7 @@ the persisted values and the live records of the previous boot are
 dropped.
 """
 
+from lxml import etree
 from oslo_log import log as logging
 from oslo_utils import units
 
@@ -32,6 +33,7 @@ from nova import exception
 from nova import objects
 
 from nova_xloud import records
+from nova_xloud.virt import resources
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -133,6 +135,29 @@ def set_memory(driver, instance, memory_mb):
     except libvirt.libvirtError as e:
         raise AdjustFailed(reason='libvirt could not set memory to %d MiB: '
                            '%s' % (memory_mb, _message(e)))
+
+
+def live_resources(driver, instance):
+    """The vCPUs and memory (MiB) the running guest has, read only.
+
+    vCPUs are libvirt's live count; memory is the live ``<currentMemory>``
+    (the balloon as libvirt last saw it), rounded up to whole MiB so that
+    a claim of it covers the guest.
+
+    :raises: AdjustFailed with libvirt's message
+    """
+    libvirt = _libvirt()
+    try:
+        domain = _domain(driver, instance)
+        vcpus = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        tree = etree.fromstring(domain.XMLDesc(0))
+    except libvirt.libvirtError as e:
+        raise AdjustFailed(reason='libvirt could not describe the guest: '
+                           '%s' % _message(e))
+    memory_kib = int(tree.findtext('./currentMemory') or
+                     tree.findtext('./memory'))
+    return resources.Resources(vcpus=vcpus,
+                               memory_mb=-(-memory_kib // units.Ki))
 
 
 def apply_records(instance, flavor, image_meta, guest):
