@@ -113,8 +113,7 @@ def _allocation_change(target, allocated, claim_minimum):
 
 
 def is_adjusted(instance):
-    """Whether the server's flavor has the minimum specs or it has records.
-    """
+    """Whether the flavor has the minimum specs or the server records."""
     specs = instance.flavor.get('extra_specs', {}) or {}
     if resources.MINIMUM_CPU in specs or resources.MINIMUM_MEMORY in specs:
         return True
@@ -204,8 +203,7 @@ class DriftRepairer(object):
                 LOG.exception('Could not check %s for drift', instance.uuid)
 
     def check(self, context, uuid):
-        """Repair one server unless an adjustment holds it; return a Plan.
-        """
+        """Repair one server unless an adjustment holds it; the Plan."""
         try:
             with lockutils.lock('xloud-adjust-%s' % uuid, blocking=False):
                 return self._check_locked(context, uuid)
@@ -227,6 +225,10 @@ class DriftRepairer(object):
         try:
             guest = libvirt_adjust.live_resources(self.driver, instance)
         except exception.InstanceNotFound:
+            return None
+        except libvirt_adjust.AdjustFailed as e:
+            LOG.warning('Not checking %(uuid)s for drift: %(error)s',
+                        {'uuid': uuid, 'error': e.format_message()})
             return None
         flavor = instance.flavor
         plan = plan_repair(

@@ -283,3 +283,37 @@ class LiveResourcesTestCase(test.NoDBTestCase):
                               self.instance)
         self.assertIn('domain is not running', e.format_message())
         self.domain.setVcpusFlags.assert_not_called()
+
+
+class CheckLockedTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+        self.manager = mock.Mock(host='compute1')
+        self.instance = fake_instance.fake_instance_obj(
+            self.ctxt, host='compute1', vm_state=vm_states.ACTIVE,
+            task_state=None,
+            flavor=test_live_adjust.make_flavor(minimum_cpu='2'))
+        self.instance.system_metadata = {}
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.Instance.get_by_uuid', return_value=self.instance))
+        self.repairer = drift.DriftRepairer(self.manager)
+
+    def test_guest_libvirt_cannot_describe_is_left_alone(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.live_resources',
+            side_effect=libvirt_adjust.AdjustFailed(reason='gone')))
+        with mock.patch.object(self.repairer, '_repair') as mock_repair:
+            self.assertIsNone(self.repairer._check_locked(
+                self.ctxt, self.instance.uuid))
+        mock_repair.assert_not_called()
+        self.manager.reportclient.get_allocs_for_consumer.assert_not_called()
+
+    def test_state_is_checked_again_under_the_lock(self):
+        self.instance.task_state = 'migrating'
+        live = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.live_resources')).mock
+        self.assertIsNone(self.repairer._check_locked(
+            self.ctxt, self.instance.uuid))
+        live.assert_not_called()
