@@ -64,7 +64,9 @@ class CappedMemoryBalloon(vconfig.LibvirtConfigMemoryBalloon):
     and later); older releases write none, which libvirt and QEMU take as
     off. ``freePageReporting`` stays as Nova writes it: it lets the host
     reclaim pages the guest has free but never gives the guest pages
-    beyond the balloon target.
+    beyond the balloon target. (A guest whose MemTotal stays at the
+    maximum is deflate-on-OOM's doing: Linux's virtio balloon driver
+    keeps ballooned pages counted then, to hand them back.)
     """
 
     @classmethod
