@@ -55,6 +55,32 @@ Seconds nova-api waits for a server's compute service to answer the live
 adjust probe (which tells whether it runs nova-xloud and has a usable memory
 balloon) before it refuses the adjustment with HTTP 409.
 """),
+    cfg.BoolOpt(
+        'repair_drift',
+        default=True,
+        help="""
+Repair drift between adjusted servers and their records.
+
+When enabled, nova-compute checks, when it starts and then every
+``drift_repair_interval`` seconds, each ACTIVE server on its host whose
+flavor has ``minimum_cpu`` or ``minimum_memory`` or that was adjusted live:
+the vCPUs and balloon target the guest has (as libvirt reports them live)
+against the server's live adjust records and the VCPU / MEMORY_MB of its
+placement allocation. Where they differ (an update that failed half-way,
+``virsh setvcpus`` or ``virsh setmem`` run by hand, a guest that deflated
+its balloon), the records and the allocation are set to what the guest has;
+each repair is logged and notified (``xloud_adjust.update``). The guest is
+never changed. Set it on nova-compute.
+"""),
+    cfg.IntOpt(
+        'drift_repair_interval',
+        default=300,
+        min=1,
+        help="""
+Seconds between two drift repair runs of nova-compute (see
+``repair_drift``). The first run happens when nova-compute starts its
+periodic tasks. Read when nova-compute starts.
+"""),
 ]
 
 

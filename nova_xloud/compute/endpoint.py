@@ -14,12 +14,14 @@
 
 Registered on the ``nova.compute.rpc_endpoints`` entry point: the compute
 manager calls create_endpoint(manager) and serves the result beside its
-own endpoints.
+own endpoints. It also adds the drift repair to the manager's periodic
+tasks (compute/drift.py).
 """
 
 import oslo_messaging as messaging
 
 from nova_xloud.compute import adjust
+from nova_xloud.compute import drift
 from nova_xloud.compute import rpcapi
 
 
@@ -41,4 +43,5 @@ class XloudComputeEndpoint(object):
 
 
 def create_endpoint(manager):
+    drift.register_periodic_task(manager)
     return XloudComputeEndpoint(manager)

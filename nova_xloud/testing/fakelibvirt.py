@@ -18,7 +18,10 @@ keeping a live and a config value per domain (both start from the
 domain XML: ``<vcpu current=...>`` and ``<currentMemory>``), and lets a
 test inject libvirt errors. XMLDesc shows those values as real libvirt
 does: the live ones for a running domain, the config ones with
-VIR_DOMAIN_XML_INACTIVE or when it is shut off.
+VIR_DOMAIN_XML_INACTIVE or when it is shut off. ``defined_xml`` gives the
+XML Nova defined (the fake's XMLDesc leaves most devices out), and
+``change_outside_nova`` does what ``virsh setvcpus`` / ``virsh setmem``
+would do behind Nova's back.
 """
 
 import collections
@@ -70,7 +73,8 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
                                    'config': config,
                                    'live': dict(config),
                                    QEMU_VCPUS: config[VCPUS],
-                                   'xml': (current, current_memory)}
+                                   'xml': (current, current_memory),
+                                   'defined_xml': xml}
             return definition
 
         def _state(dom):
@@ -235,6 +239,27 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
     @staticmethod
     def config(domain):
         return dict(domain._def['xloud']['config'])
+
+    @staticmethod
+    def defined_xml(domain):
+        """The domain XML as Nova defined it."""
+        return domain._def['xloud']['defined_xml']
+
+    @staticmethod
+    def change_outside_nova(domain, vcpus=None, memory_kib=None,
+                            config=False):
+        """Change the guest as ``virsh setvcpus`` / ``setmem`` would.
+
+        The live values change (and the persistent config too with
+        config, as ``--config`` does); nothing is recorded in calls.
+        """
+        state = domain._def['xloud']
+        for key, value in ((VCPUS, vcpus), (MEMORY_KIB, memory_kib)):
+            if value is None:
+                continue
+            state['live'][key] = value
+            if config:
+                state['config'][key] = value
 
 
 def _with_current_values(xml, values, max_vcpus):

@@ -25,6 +25,7 @@ dropped.
 
 import json
 
+from lxml import etree
 from oslo_log import log as logging
 from oslo_utils import units
 
@@ -34,6 +35,7 @@ from nova import exception
 
 from nova_xloud import records
 from nova_xloud import store
+from nova_xloud.virt import resources
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -207,6 +209,29 @@ def set_memory(driver, instance, memory_mb):
     except libvirt.libvirtError as e:
         raise AdjustFailed(reason='libvirt could not set memory to %d MiB: '
                            '%s' % (memory_mb, _message(e)))
+
+
+def live_resources(driver, instance):
+    """The vCPUs and memory (MiB) the running guest has, read only.
+
+    vCPUs are libvirt's live count; memory is the live ``<currentMemory>``
+    (the balloon as libvirt last saw it), rounded up to whole MiB so that
+    a claim of it covers the guest.
+
+    :raises: AdjustFailed with libvirt's message
+    """
+    libvirt = _libvirt()
+    try:
+        domain = _domain(driver, instance)
+        vcpus = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        tree = etree.fromstring(domain.XMLDesc(0))
+    except libvirt.libvirtError as e:
+        raise AdjustFailed(reason='libvirt could not describe the guest: '
+                           '%s' % _message(e))
+    memory_kib = int(tree.findtext('./currentMemory') or
+                     tree.findtext('./memory'))
+    return resources.Resources(vcpus=vcpus,
+                               memory_mb=-(-memory_kib // units.Ki))
 
 
 def apply_records(instance, flavor, image_meta, guest):

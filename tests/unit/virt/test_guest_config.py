@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+from importlib import metadata
 from unittest import mock
 
 import fixtures
@@ -187,3 +188,136 @@ class SetCurrentResourcesTestCase(test.NoDBTestCase):
         self._apply(test_resources.make_flavor(minimum_cpu='1'),
                     guest=make_guest('none'))
         self.mock_warn.assert_not_called()
+
+
+def _balloon_xml(guest):
+    root = etree.fromstring(guest.to_xml())
+    return [dict(dev.attrib) for dev in root.iter('memballoon')]
+
+
+def _upstream_balloon_attributes():
+    balloon = vconfig.LibvirtConfigMemoryBalloon()
+    balloon.model = 'virtio'
+    balloon.period = 10
+    return dict(balloon.format_dom().attrib)
+
+
+class CappedMemoryBalloonTestCase(test.NoDBTestCase):
+    """The balloon of this release's Nova, made a cap."""
+
+    def test_this_release_writes_autodeflate_from_2025_2_on(self):
+        # What the README states per release: Nova 32 (2025.2) and later
+        # write autodeflate and freePageReporting, older releases neither.
+        major = int(metadata.version('nova').split('.')[0])
+        attributes = _upstream_balloon_attributes()
+        if major >= 32:
+            self.assertEqual('on', attributes.get('autodeflate'))
+            self.assertEqual('on', attributes.get('freePageReporting'))
+        else:
+            self.assertNotIn('autodeflate', attributes)
+            self.assertNotIn('freePageReporting', attributes)
+
+    def test_autodeflate_off_where_nova_writes_it_else_unchanged(self):
+        upstream = vconfig.LibvirtConfigMemoryBalloon()
+        upstream.model = 'virtio'
+        upstream.period = 10
+        capped = guest_config.CappedMemoryBalloon.from_balloon(upstream)
+        expected = _upstream_balloon_attributes()
+        if 'autodeflate' in expected:
+            expected['autodeflate'] = 'off'
+        dom = capped.format_dom()
+        self.assertEqual(expected, dict(dom.attrib))
+        # The stats period (and anything else Nova writes) is kept.
+        self.assertEqual(etree.tostring(upstream.format_dom().find('stats')),
+                         etree.tostring(dom.find('stats')))
+
+    def test_keeps_the_attributes_of_the_balloon_it_replaces(self):
+        upstream = vconfig.LibvirtConfigMemoryBalloon()
+        upstream.model = 'virtio'
+        upstream.period = 7
+        capped = guest_config.CappedMemoryBalloon.from_balloon(upstream)
+        self.assertEqual(upstream.__dict__, capped.__dict__)
+        self.assertIsInstance(capped, vconfig.LibvirtConfigMemoryBalloon)
+
+
+class CapMemoryBalloonHookTestCase(test.NoDBTestCase):
+    """set_current_resources makes the balloon a cap when it sets memory."""
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.virt.guest_config._no_balloon_warned', True))
+
+    def _apply(self, flavor, guest=None, system_metadata=None):
+        guest = guest or make_guest()
+        instance = fake_instance.fake_instance_obj(self.ctxt, flavor=flavor)
+        instance.system_metadata = dict(system_metadata or {})
+        guest_config.set_current_resources(instance, flavor, None, guest)
+        return guest
+
+    def _assert_capped(self, guest):
+        expected = _upstream_balloon_attributes()
+        if 'autodeflate' in expected:
+            expected['autodeflate'] = 'off'
+        self.assertEqual([expected], _balloon_xml(guest))
+        self.assertNotIn('autodeflate="on"', guest.to_xml())
+
+    def test_minimum_memory_caps_the_balloon(self):
+        guest = make_guest()
+        guest.devices[0].period = 10
+        self._assert_capped(self._apply(
+            test_resources.make_flavor(minimum_memory='1024'), guest=guest))
+
+    def test_minimum_memory_at_its_maximum_caps_the_balloon(self):
+        # Persisted at the flavor's ram: it may be ballooned down later
+        # and must not grow back by itself then.
+        flavor = test_resources.make_flavor(minimum_memory='1024')
+        guest = make_guest()
+        guest.devices[0].period = 10
+        guest = self._apply(flavor, guest=guest, system_metadata={
+            'xloud_current_vcpus': '4', 'xloud_current_memory_mb': '4096',
+            'xloud_current_flavorid': 'xl-id'})
+        self.assertEqual(4096 * 1024, guest.current_memory)
+        self._assert_capped(guest)
+
+    def test_persisted_memory_without_the_specs_caps_the_balloon(self):
+        guest = make_guest()
+        guest.devices[0].period = 10
+        guest = self._apply(test_resources.make_flavor(), guest=guest,
+                            system_metadata={
+                                'xloud_current_vcpus': '4',
+                                'xloud_current_memory_mb': '2048',
+                                'xloud_current_flavorid': 'xl-id'})
+        self.assertEqual(2048 * 1024, guest.current_memory)
+        self._assert_capped(guest)
+
+    def test_cpu_only_keeps_the_upstream_balloon(self):
+        untouched = make_guest()
+        guest = self._apply(test_resources.make_flavor(minimum_cpu='1'))
+        self.assertIs(type(untouched.devices[0]), type(guest.devices[0]))
+        self.assertEqual(_balloon_xml(untouched), _balloon_xml(guest))
+
+    def test_no_specs_keeps_the_upstream_balloon(self):
+        guest = self._apply(test_resources.make_flavor())
+        self.assertIs(vconfig.LibvirtConfigMemoryBalloon,
+                      type(guest.devices[0]))
+        self.assertEqual(make_guest().to_xml(), guest.to_xml())
+
+    def test_balloon_model_none_is_left_alone(self):
+        guest = self._apply(test_resources.make_flavor(minimum_memory='512'),
+                            guest=make_guest('none'))
+        self.assertIs(vconfig.LibvirtConfigMemoryBalloon,
+                      type(guest.devices[0]))
+        self.assertEqual(_balloon_xml(make_guest('none')),
+                         _balloon_xml(guest))
+
+    def test_other_devices_keep_their_order(self):
+        guest = make_guest()
+        disk = vconfig.LibvirtConfigGuestDisk()
+        guest.add_device(disk)
+        guest = self._apply(test_resources.make_flavor(minimum_memory='512'),
+                            guest=guest)
+        self.assertIsInstance(guest.devices[0],
+                              guest_config.CappedMemoryBalloon)
+        self.assertIs(disk, guest.devices[1])

@@ -1,0 +1,319 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+from unittest import mock
+
+import fixtures
+from nova.compute import vm_states
+from nova import context
+from nova import test
+from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.unit import fake_instance
+from oslo_concurrency import lockutils
+from oslo_config import cfg
+from oslo_service import periodic_task
+from oslo_utils.fixture import uuidsentinel as uuids
+
+from nova_xloud.compute import drift
+from nova_xloud import records
+from nova_xloud.virt import libvirt_adjust
+from nova_xloud.virt import resources
+from tests.unit.compute import test_live_adjust
+
+R = resources.Resources
+LIMITS = records.Limits(vcpus=records.Range(2, 4),
+                        memory_mb=records.Range(1024, 4096))
+
+
+class PlanRepairTestCase(test.NoDBTestCase):
+
+    def test_nothing_drifted(self):
+        plan = drift.plan_repair(R(3, 2048), R(3, 2048), R(3, 2048), LIMITS)
+        self.assertIsNone(plan.records)
+        self.assertIsNone(plan.allocation)
+        self.assertEqual((), plan.ignored)
+
+    def test_records_behind_the_guest(self):
+        plan = drift.plan_repair(R(3, 2048), R(2, 1024), R(3, 2048), LIMITS)
+        self.assertEqual(R(3, 2048), plan.records)
+        self.assertIsNone(plan.allocation)
+
+    def test_allocation_behind_the_records(self):
+        plan = drift.plan_repair(R(3, 2048), R(3, 2048), R(2, 2048), LIMITS)
+        self.assertIsNone(plan.records)
+        # Only what differs is set.
+        self.assertEqual(R(3, None), plan.allocation)
+
+    def test_guest_changed_outside_nova(self):
+        plan = drift.plan_repair(R(2, 3072), R(4, 1024), R(4, 1024), LIMITS)
+        self.assertEqual(R(2, 3072), plan.records)
+        self.assertEqual(R(2, 3072), plan.allocation)
+
+    def test_value_outside_the_flavor_range_is_ignored(self):
+        plan = drift.plan_repair(R(1, 3072), R(2, 1024), R(2, 1024), LIMITS)
+        self.assertEqual(('vcpus',), plan.ignored)
+        self.assertEqual(R(2, 3072), plan.records)
+        self.assertEqual(R(None, 3072), plan.allocation)
+
+    def test_nothing_allocated(self):
+        plan = drift.plan_repair(R(3, 2048), R(2, 1024), None, LIMITS)
+        self.assertEqual(R(3, 2048), plan.records)
+        self.assertIsNone(plan.allocation)
+
+    def test_allocation_without_memory(self):
+        plan = drift.plan_repair(R(3, 2048), R(3, 2048), R(2, None), LIMITS)
+        self.assertEqual(R(3, None), plan.allocation)
+
+    def test_full_claim_is_only_raised(self):
+        # claim_minimum_in_placement = False: the allocation may hold the
+        # flavor's full amounts; it is raised, never lowered, to the guest.
+        plan = drift.plan_repair(R(2, 3072), R(2, 1024), R(4, 2048), LIMITS,
+                                 claim_minimum=False)
+        self.assertEqual(R(None, 3072), plan.allocation)
+        plan = drift.plan_repair(R(2, 1024), R(2, 1024), R(4, 4096), LIMITS,
+                                 claim_minimum=False)
+        self.assertIsNone(plan.allocation)
+
+
+class SkipReasonTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+
+    def _instance(self, flavor=None, sysmeta=None, **kwargs):
+        kwargs.setdefault('host', 'compute1')
+        kwargs.setdefault('vm_state', vm_states.ACTIVE)
+        kwargs.setdefault('task_state', None)
+        instance = fake_instance.fake_instance_obj(
+            self.ctxt, flavor=flavor or test_live_adjust.make_flavor(
+                minimum_cpu='2'), **kwargs)
+        instance.system_metadata = dict(sysmeta or {})
+        return instance
+
+    def test_checked(self):
+        self.assertIsNone(drift.skip_reason(self._instance(), 'compute1'))
+
+    def test_other_host(self):
+        self.assertEqual('it is not on this host', drift.skip_reason(
+            self._instance(host='compute2'), 'compute1'))
+
+    def test_not_active(self):
+        for state in (vm_states.STOPPED, vm_states.PAUSED,
+                      vm_states.RESIZED, vm_states.ERROR):
+            self.assertEqual('it is %s' % state, drift.skip_reason(
+                self._instance(vm_state=state), 'compute1'))
+
+    def test_task_in_progress(self):
+        self.assertIn('task in progress: migrating', drift.skip_reason(
+            self._instance(task_state='migrating'), 'compute1'))
+
+    def test_pending_adjustment(self):
+        instance = self._instance(sysmeta={
+            records.LAST_STATUS: records.STATUS_PENDING})
+        self.assertEqual('an adjustment is pending',
+                         drift.skip_reason(instance, 'compute1'))
+
+    def test_never_adjusted_without_the_specs(self):
+        instance = self._instance(
+            flavor=test_live_adjust.make_flavor(),
+            sysmeta={'image_base_image_ref': 'x'})
+        self.assertEqual('it is not adjusted',
+                         drift.skip_reason(instance, 'compute1'))
+
+    def test_adjusted_without_the_specs(self):
+        instance = self._instance(
+            flavor=test_live_adjust.make_flavor(),
+            sysmeta={records.LAST_STATUS: records.STATUS_SUCCESS})
+        self.assertIsNone(drift.skip_reason(instance, 'compute1'))
+
+    def test_minimum_memory_only(self):
+        instance = self._instance(flavor=test_live_adjust.make_flavor(
+            minimum_memory='1024'))
+        self.assertIsNone(drift.skip_reason(instance, 'compute1'))
+
+
+class FakeManager(periodic_task.PeriodicTasks):
+    """A class of its own per test: tasks are kept per class."""
+
+    def __init__(self):
+        super().__init__(cfg.ConfigOpts())
+        self.host = 'compute1'
+
+
+class RegisterPeriodicTaskTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.compute.drift._registered', set()))
+        self.manager_class = type('Manager', (FakeManager,), {})
+
+    def _tasks(self, manager):
+        return [task for name, task in manager._periodic_tasks
+                if name == drift.TASK_NAME]
+
+    def test_runs_at_start_then_every_interval(self):
+        self.flags(drift_repair_interval=120, group='xloud')
+        manager = self.manager_class()
+        self.assertTrue(drift.register_periodic_task(manager))
+        [task] = self._tasks(manager)
+        self.assertEqual(120, task._periodic_spacing)
+        self.assertTrue(task._periodic_immediate)
+        self.assertIsNone(manager._periodic_last_run[drift.TASK_NAME])
+
+        with mock.patch.object(drift.DriftRepairer, 'run') as mock_run:
+            manager.run_periodic_tasks(mock.sentinel.ctxt)
+            # Not due again before the interval.
+            manager.run_periodic_tasks(mock.sentinel.ctxt)
+        mock_run.assert_called_once_with(mock.sentinel.ctxt)
+
+    def test_once_per_manager_class(self):
+        first = self.manager_class()
+        self.assertTrue(drift.register_periodic_task(first))
+        second = self.manager_class()
+        self.assertFalse(drift.register_periodic_task(second))
+        self.assertEqual(1, len(self._tasks(second)))
+
+        with mock.patch.object(drift, 'DriftRepairer') as mock_repairer:
+            second.run_periodic_tasks(mock.sentinel.ctxt)
+        # The task runs for the manager that runs it.
+        mock_repairer.assert_called_once_with(second)
+
+    def test_not_registered_when_disabled(self):
+        self.flags(repair_drift=False, group='xloud')
+        manager = self.manager_class()
+        self.assertFalse(drift.register_periodic_task(manager))
+        self.assertEqual([], self._tasks(manager))
+
+    def test_disabled_after_registration_does_nothing(self):
+        manager = self.manager_class()
+        drift.register_periodic_task(manager)
+        self.flags(repair_drift=False, group='xloud')
+        with mock.patch.object(drift.DriftRepairer, 'run') as mock_run:
+            manager.run_periodic_tasks(mock.sentinel.ctxt)
+        mock_run.assert_not_called()
+
+
+class CheckTestCase(test.NoDBTestCase):
+
+    def test_lock_held_by_an_adjustment_skips_the_server(self):
+        repairer = drift.DriftRepairer(mock.Mock())
+        with mock.patch.object(repairer, '_check_locked') as mock_check:
+            with lockutils.lock('xloud-adjust-%s' % uuids.instance):
+                self.assertIsNone(repairer.check('ctxt', uuids.instance))
+            mock_check.assert_not_called()
+            repairer.check('ctxt', uuids.instance)
+        mock_check.assert_called_once_with('ctxt', uuids.instance)
+
+    def test_one_failing_server_does_not_stop_the_others(self):
+        manager = mock.Mock(host='compute1')
+        repairer = drift.DriftRepairer(manager)
+        instances = [mock.sentinel.first, mock.sentinel.second]
+        for instance, uuid in zip(instances, (uuids.first, uuids.second)):
+            instance.uuid = uuid
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.InstanceList.get_by_host', return_value=instances))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.compute.drift.skip_reason', return_value=None))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.is_libvirt', return_value=True))
+        with mock.patch.object(repairer, 'check',
+                               side_effect=[ValueError('boom'), None]) as m:
+            repairer.run('ctxt')
+        self.assertEqual([mock.call('ctxt', uuids.first),
+                          mock.call('ctxt', uuids.second)], m.call_args_list)
+
+    def test_other_drivers_are_not_checked(self):
+        manager = mock.Mock(host='compute1')
+        with mock.patch('nova.objects.InstanceList.get_by_host') as m:
+            drift.DriftRepairer(manager).run('ctxt')
+        m.assert_not_called()
+
+
+class LiveResourcesTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.host.libvirt', fakelibvirt))
+        self.domain = mock.Mock()
+        self.driver = mock.Mock()
+        self.driver._host.get_guest.return_value._domain = self.domain
+        self.instance = mock.Mock(uuid=uuids.instance)
+
+    def test_live_count_and_balloon_rounded_up(self):
+        self.domain.vcpusFlags.return_value = 3
+        self.domain.XMLDesc.return_value = (
+            '<domain><memory unit="KiB">4194304</memory>'
+            '<currentMemory unit="KiB">2096128</currentMemory></domain>')
+        self.assertEqual(R(3, 2047), libvirt_adjust.live_resources(
+            self.driver, self.instance))
+        self.domain.vcpusFlags.assert_called_once_with(
+            fakelibvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self.domain.XMLDesc.assert_called_once_with(0)
+        self.domain.XMLDesc.return_value = (
+            '<domain><memory>4194304</memory>'
+            '<currentMemory>2096129</currentMemory></domain>')
+        self.assertEqual(R(3, 2048), libvirt_adjust.live_resources(
+            self.driver, self.instance))
+
+    def test_without_current_memory_the_guest_has_all(self):
+        self.domain.vcpusFlags.return_value = 4
+        self.domain.XMLDesc.return_value = (
+            '<domain><memory>4194304</memory></domain>')
+        self.assertEqual(R(4, 4096), libvirt_adjust.live_resources(
+            self.driver, self.instance))
+
+    def test_libvirt_error(self):
+        self.domain.vcpusFlags.side_effect = fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError, 'domain is not running',
+            error_code=fakelibvirt.VIR_ERR_OPERATION_INVALID)
+        e = self.assertRaises(libvirt_adjust.AdjustFailed,
+                              libvirt_adjust.live_resources, self.driver,
+                              self.instance)
+        self.assertIn('domain is not running', e.format_message())
+        self.domain.setVcpusFlags.assert_not_called()
+
+
+class CheckLockedTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+        self.manager = mock.Mock(host='compute1')
+        self.instance = fake_instance.fake_instance_obj(
+            self.ctxt, host='compute1', vm_state=vm_states.ACTIVE,
+            task_state=None,
+            flavor=test_live_adjust.make_flavor(minimum_cpu='2'))
+        self.instance.system_metadata = {}
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.Instance.get_by_uuid', return_value=self.instance))
+        self.repairer = drift.DriftRepairer(self.manager)
+
+    def test_guest_libvirt_cannot_describe_is_left_alone(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.live_resources',
+            side_effect=libvirt_adjust.AdjustFailed(reason='gone')))
+        with mock.patch.object(self.repairer, '_repair') as mock_repair:
+            self.assertIsNone(self.repairer._check_locked(
+                self.ctxt, self.instance.uuid))
+        mock_repair.assert_not_called()
+        self.manager.reportclient.get_allocs_for_consumer.assert_not_called()
+
+    def test_state_is_checked_again_under_the_lock(self):
+        self.instance.task_state = 'migrating'
+        live = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.live_resources')).mock
+        self.assertIsNone(self.repairer._check_locked(
+            self.ctxt, self.instance.uuid))
+        live.assert_not_called()
