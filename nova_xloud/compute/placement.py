@@ -17,7 +17,9 @@ increase that does not fit is refused before the guest is touched) and set
 to what the guest has after every adjustment.
 """
 
+import random
 import re
+import time
 
 from keystoneauth1 import exceptions as ks_exc
 import os_resource_classes as orc
@@ -29,9 +31,11 @@ from nova.scheduler.client import report
 
 LOG = logging.getLogger(__name__)
 
-# Consumer generation conflicts (another writer of the allocation between
-# our read and our write) are retried from a fresh read this many times.
-MAX_ATTEMPTS = 5
+# Generation conflicts (another writer of the allocation or the provider
+# between our read and our write) are retried from a fresh read this many
+# times, after a short random pause growing with each attempt.
+MAX_ATTEMPTS = 10
+RETRY_PAUSE = 0.02
 
 
 class PlacementError(exception.NovaException):
@@ -188,6 +192,7 @@ def set_amounts(context, instance, vcpus=None, memory_mb=None,
             return done
         LOG.debug('Allocation of %(uuid)s changed meanwhile: %(detail)s',
                   {'uuid': instance.uuid, 'detail': detail})
+        time.sleep(random.uniform(0, RETRY_PAUSE * (_attempt_number + 1)))
     raise PlacementBusy(
         amounts=_describe(vcpus, memory_mb), uuid=instance.uuid,
         host=instance.host,

@@ -530,6 +530,7 @@ class PlacementTestCase(test.NoDBTestCase):
         self.client.put.assert_called_once()
 
     def test_generation_conflicts_are_retried_from_a_fresh_read(self):
+        self.useFixture(fixtures.MockPatch('time.sleep'))
         conflict = self._response(409, self._error(
             'placement.concurrent_update', 'consumer generation conflict'))
         self.client.put.side_effect = [conflict, conflict,
@@ -540,7 +541,8 @@ class PlacementTestCase(test.NoDBTestCase):
         self.client.put.side_effect = None
         self.client.put.return_value = conflict
         e = self._set_memory(placement.PlacementBusy)
-        self.assertIn('kept changing during 5 attempts', e.format_message())
+        self.assertIn('kept changing during %d attempts' %
+                      placement.MAX_ATTEMPTS, e.format_message())
 
     def test_unreachable(self):
         for method in ('get', 'put'):
