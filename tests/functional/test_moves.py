@@ -113,7 +113,9 @@ class MovesTestBase(base.MultiComputeBase):
         self._wait_for_state_change(server, 'ACTIVE')
 
     def _migrate_and_wait(self, server, host=None):
-        self._migrate_server(server, host=host, api=self.admin_api)
+        body = {'host': host} if host else None
+        self.admin_api.post_server_action(server['id'], {'migrate': body})
+        self._wait_for_state_change(server, 'VERIFY_RESIZE')
 
     def _live_migrate_and_wait(self, server, host=None, block='auto'):
         self.admin_api.post_server_action(
