@@ -21,10 +21,13 @@ calls, our plugins loaded through the series' hooks.
 import os
 import sys
 import time
+import urllib.parse
 
 import fixtures
+from lxml import etree
 from nova.api.openstack.compute import routes as nova_routes
 from nova.compute import manager as compute_manager
+from nova.tests.fixtures import libvirt as nova_fakelibvirt
 from nova.tests.functional.libvirt import base
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_utils import units
@@ -157,3 +160,65 @@ class LiveAdjustBase(ServersTestBase):
 
     def _boot_xml(self, server):
         return self.libvirt_ext.boot_xml(self._domain(server))
+
+
+class MultiComputeBase(LiveAdjustBase):
+    """Several libvirt computes, for moves between them.
+
+    ``compute1`` is started by LiveAdjustBase; a test boots its servers
+    there first, then starts the others with ``_start_computes`` so that
+    every server starts on ``compute1``. Live migrations succeed: the fake
+    migration defines the source's migratable XML on the destination host
+    named in the libvirt URI, as Nova's LibvirtMigrationMixin does for one
+    server.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
+            self._fake_live_migration))
+
+    def _start_computes(self, *hostnames, host_info=None):
+        for hostname in hostnames:
+            self.start_compute(hostname, host_info=host_info)
+
+    def _connection(self, host):
+        return self.computes[host].driver._host.get_connection()
+
+    def _fake_live_migration(self, domain, destination, params, flags):
+        dest = urllib.parse.urlparse(destination).hostname
+        self._connection(dest).createXML(params['destination_xml'], 0)
+        domain.complete_job()
+
+    def _domain_on(self, host, server):
+        """The server's domain on host, None if it has none there."""
+        try:
+            return self._connection(host).lookupByUUIDString(server['id'])
+        except nova_fakelibvirt.libvirtError:
+            return None
+
+    def _guest_on(self, host, server):
+        """(vCPUs, memory MiB) of the running guest and of its XML."""
+        domain = self._domain_on(host, server)
+        live = self.libvirt_ext.live(domain)
+        tree = etree.fromstring(domain.XMLDesc(0))
+        vcpu = tree.find('./vcpu')
+        xml_vcpus = int(vcpu.get('current') or vcpu.text)
+        xml_memory = int(tree.findtext('./currentMemory')) // units.Ki
+        return ((live['vcpus'], live['memory_kib'] // units.Ki),
+                (xml_vcpus, xml_memory))
+
+    def _allocations_by_host(self, server):
+        """{host: (VCPU, MEMORY_MB)} of the server's allocations."""
+        hosts = {rp: host for host, rp in self.compute_rp_uuids.items()}
+        allocations = self._get_allocations_by_server_uuid(server['id'])
+        return {hosts[rp]: (alloc['resources'].get('VCPU'),
+                            alloc['resources'].get('MEMORY_MB'))
+                for rp, alloc in allocations.items()}
+
+    def _adjust_and_wait(self, server, vcpus, memory_mb, persist):
+        body = {'current_vcpus': vcpus, 'current_memory_mb': memory_mb,
+                'persist': persist}
+        request_id = self._post(server, body)['adjustment']['request_id']
+        self._wait_event(server, request_id, 'Success')

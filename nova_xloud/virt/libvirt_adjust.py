@@ -29,6 +29,7 @@ from lxml import etree
 from oslo_log import log as logging
 from oslo_utils import units
 
+from nova.compute import task_states
 import nova.conf
 from nova import context as nova_context
 from nova import exception
@@ -248,6 +249,14 @@ def apply_records(instance, flavor, image_meta, guest):
     previous = records.live(instance, flavor)
     dropped = records.forget_stale_persisted(instance, flavor)
     dropped = records.forget_live(instance) or dropped
+    if _reverting_a_move(instance):
+        # The source allocation came back as it was when the move started,
+        # possibly with live values that this boot no longer gives the
+        # guest (the destination's boot already dropped their records).
+        if dropped:
+            _save_dropped(instance, flavor)
+        _reconcile_allocation(instance, records.current(instance, flavor))
+        return
     if not dropped:
         return
     # Not every caller saves the instance afterwards (resume on host boot
@@ -259,6 +268,11 @@ def apply_records(instance, flavor, image_meta, guest):
     now = records.current(instance, flavor)
     if previous != now:
         _reconcile_allocation(instance, now)
+
+
+def _reverting_a_move(instance):
+    return instance.obj_attr_is_set('task_state') and (
+        instance.task_state == task_states.RESIZE_REVERTING)
 
 
 def _context(instance):
