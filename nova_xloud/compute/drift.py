@@ -39,6 +39,7 @@ from nova_xloud.compute import placement
 from nova_xloud import conf
 from nova_xloud import notifications
 from nova_xloud import records
+from nova_xloud import store
 from nova_xloud.virt import libvirt_adjust
 from nova_xloud.virt import resources
 
@@ -137,24 +138,26 @@ def skip_reason(instance, host):
 
 
 def write_records(context, instance, flavor, amounts):
-    """Record amounts as what the running guest has.
-
-    The one place where drift repair writes records: the same
-    refresh-change-save as compute/adjust.py, under the same lock.
-    """
-    instance.refresh()
-    records.set_live(instance, flavor, vcpus=amounts.vcpus,
-                     memory_mb=amounts.memory_mb)
-    instance.save()
+    """Record amounts as what the running guest has (one atomic write)."""
+    store.update(context, instance, records.set_live, flavor,
+                 vcpus=amounts.vcpus, memory_mb=amounts.memory_mb)
 
 
 def write_allocation(context, instance, amounts, client):
     """Set VCPU / MEMORY_MB of the allocation (None in a field: unchanged).
 
-    :raises: placement.PlacementRefused
+    Clears the mark of an allocation left stale by an adjustment.
+
+    :raises: placement.PlacementError
     """
-    return placement.set_amounts(context, instance, vcpus=amounts.vcpus,
-                                 memory_mb=amounts.memory_mb, client=client)
+    placement.set_amounts(context, instance, vcpus=amounts.vcpus,
+                          memory_mb=amounts.memory_mb, client=client)
+    clear_stale_mark(context, instance)
+
+
+def clear_stale_mark(context, instance):
+    if records.allocation_stale(instance):
+        store.update(context, instance, records.clear_allocation_stale)
 
 
 def read_allocation(context, instance, client):
@@ -231,8 +234,12 @@ class DriftRepairer(object):
                         {'uuid': uuid, 'error': e.format_message()})
             return None
         flavor = instance.flavor
+        recorded = records.current(instance, flavor)
+        if guest.vcpus is None:
+            # libvirt lost count and QEMU cannot tell: keep the records.
+            guest = guest._replace(vcpus=recorded.vcpus)
         plan = plan_repair(
-            guest, records.current(instance, flavor),
+            guest, recorded,
             read_allocation(context, instance, self.manager.reportclient),
             records.limits(flavor),
             claim_minimum=CONF.xloud.claim_minimum_in_placement)
@@ -243,6 +250,8 @@ class DriftRepairer(object):
                          'flavor': flavor.flavorid,
                          'fields': ', '.join(plan.ignored)})
         if plan.records is None and plan.allocation is None:
+            # The allocation is right (again): an earlier failure is over.
+            clear_stale_mark(context, instance)
             return plan
         self._repair(context, instance, plan)
         return plan
@@ -261,7 +270,7 @@ class DriftRepairer(object):
                                  self.manager.reportclient)
                 done.append('allocation %s -> %s' % (
                     _describe(plan.allocated), _describe(plan.allocation)))
-            except placement.PlacementRefused as e:
+            except placement.PlacementError as e:
                 failure = e.format_message()
                 compute_utils.add_instance_fault_from_exc(
                     context, instance, e, sys.exc_info(),

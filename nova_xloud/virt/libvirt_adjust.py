@@ -215,16 +215,20 @@ def set_memory(driver, instance, memory_mb):
 def live_resources(driver, instance):
     """The vCPUs and memory (MiB) the running guest has, read only.
 
-    vCPUs are libvirt's live count; memory is the live ``<currentMemory>``
-    (the balloon as libvirt last saw it), rounded up to whole MiB so that
-    a claim of it covers the guest.
+    vCPUs are libvirt's live count, or QEMU's when libvirt lost count
+    after a timed-out unplug (None if QEMU cannot be asked then); memory
+    is the live ``<currentMemory>`` (the balloon as libvirt last saw it),
+    rounded up to whole MiB so that a claim of it covers the guest.
 
     :raises: AdjustFailed with libvirt's message
     """
     libvirt = _libvirt()
     try:
         domain = _domain(driver, instance)
-        vcpus = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        if records.vcpus_unsettled(instance):
+            vcpus = vcpus_in_qemu(domain)
+        else:
+            vcpus = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
         tree = etree.fromstring(domain.XMLDesc(0))
     except libvirt.libvirtError as e:
         raise AdjustFailed(reason='libvirt could not describe the guest: '

@@ -328,6 +328,34 @@ class DriftRepairTestCase(DriftTestBase):
         self.assertIn('allocation not repaired', notification['payload'][
             'nova_object.data']['message'])
 
+    def test_follows_qemu_when_libvirt_lost_count_of_vcpus(self):
+        self._adjust(self.server, current_vcpus=3)
+        self.libvirt_ext.inject_unplug_timeout(released=True)
+        adjustment = self._post(self.server, {'current_vcpus': 2})
+        self._wait_event(self.server, adjustment['adjustment']['request_id'],
+                         'Error')
+        self._run_periodic()
+        # libvirt still counts 3; the guest (QEMU) has 2, and so do the
+        # records and the allocation.
+        self.assertEqual(((3, 1024), (2, 1024), (2, 1024)),
+                         self._state(self.server))
+        self.assertEqual([], self._repair_notifications())
+
+    def test_clears_the_stale_allocation_mark_once_placement_agrees(self):
+        self._adjust(self.server, current_vcpus=3)
+
+        def allocation_left_stale(sysmeta):
+            sysmeta[records.ALLOCATION_STALE] = 'placement was down'
+        self._write_sysmeta(self.server, allocation_left_stale)
+        self._set_allocation(self.server, 2, 1024)
+
+        self._run_periodic()
+        self.assertEqual(((3, 1024), (3, 1024), (3, 1024)),
+                         self._state(self.server))
+        instance = objects.Instance.get_by_uuid(
+            self.ctxt, self.server['id'], expected_attrs=['system_metadata'])
+        self.assertNotIn(records.ALLOCATION_STALE, instance.system_metadata)
+
 
 class CappedBalloonTestCase(DriftTestBase):
     """The balloon Nova defines: a cap for servers with minimum_memory."""

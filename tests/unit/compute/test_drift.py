@@ -249,7 +249,7 @@ class LiveResourcesTestCase(test.NoDBTestCase):
         self.domain = mock.Mock()
         self.driver = mock.Mock()
         self.driver._host.get_guest.return_value._domain = self.domain
-        self.instance = mock.Mock(uuid=uuids.instance)
+        self.instance = mock.Mock(uuid=uuids.instance, system_metadata={})
 
     def test_live_count_and_balloon_rounded_up(self):
         self.domain.vcpusFlags.return_value = 3
@@ -273,6 +273,17 @@ class LiveResourcesTestCase(test.NoDBTestCase):
             '<domain><memory>4194304</memory></domain>')
         self.assertEqual(R(4, 4096), libvirt_adjust.live_resources(
             self.driver, self.instance))
+
+    def test_qemu_count_when_libvirt_lost_count(self):
+        self.instance.system_metadata = {'xloud_vcpus_unsettled': '3'}
+        self.domain.XMLDesc.return_value = (
+            '<domain><memory>4194304</memory></domain>')
+        with mock.patch.object(libvirt_adjust, 'vcpus_in_qemu',
+                               return_value=2) as qemu:
+            self.assertEqual(R(2, 4096), libvirt_adjust.live_resources(
+                self.driver, self.instance))
+        qemu.assert_called_once_with(self.domain)
+        self.domain.vcpusFlags.assert_not_called()
 
     def test_libvirt_error(self):
         self.domain.vcpusFlags.side_effect = fakelibvirt.make_libvirtError(
