@@ -1,0 +1,1 @@
+"""A one-node cloud of the patched Nova on real services, for tests."""
