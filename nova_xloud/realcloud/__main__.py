@@ -7,16 +7,16 @@ PyPI (only what is missing) and downloads Debian's kernel package;
 """
 
 import argparse
-import importlib.util
+import importlib.metadata
 import os
 import subprocess
 import sys
 
-from nova_xloud import releases
 from nova_xloud.realcloud import errors
 from nova_xloud.realcloud import guest
 from nova_xloud.realcloud import processes
 from nova_xloud.realcloud import scenario
+from nova_xloud import releases
 
 DEBIAN_PACKAGES = (
     'libvirt-daemon', 'libvirt-daemon-driver-qemu', 'qemu-system-x86',
@@ -78,20 +78,23 @@ def install_debs():
         raise errors.RealCloudError(
             'apt-get install %s failed (exit %d; run apt-get update'
             ' first?):\n%s' % (' '.join(missing), result.returncode,
-                                result.stderr.strip()[-1500:]))
+                               result.stderr.strip()[-1500:]))
 
 
 def install_python(release_name):
     release = releases.get(release_name)
     keystone, glance = SERVICES[release_name]
-    wanted = {'keystone': 'keystone==%s' % keystone,
-              'glance': 'glance==%s' % glance,
-              'placement': 'openstack-placement==%s'
-                           % release.placement_version,
-              'gunicorn': 'gunicorn', 'pymysql': 'PyMySQL',
-              'libvirt': 'libvirt-python'}
-    missing = [spec for module, spec in wanted.items()
-               if importlib.util.find_spec(module) is None]
+    wanted = {'keystone': keystone, 'glance': glance,
+              'openstack-placement': release.placement_version,
+              'gunicorn': None, 'PyMySQL': None, 'libvirt-python': None}
+    missing = []
+    for name, version in wanted.items():
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            have = None
+        if have is None or (version and have != version):
+            missing.append('%s==%s' % (name, version) if version else name)
     if not missing:
         _say('Python packages: all installed')
         return

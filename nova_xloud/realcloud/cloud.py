@@ -467,8 +467,8 @@ class Cloud(object):
                 future.result()
 
     def _setup_nova_databases(self, nova_manage):
-        self._run('nova-manage api_db sync', nova_manage + ['api_db',
-                                                             'sync'])
+        self._run('nova-manage api_db sync',
+                  nova_manage + ['api_db', 'sync'])
         self._run('nova-manage cell_v2 map_cell0', nova_manage + [
             'cell_v2', 'map_cell0', '--database_connection',
             self.db_url('nova_cell0')])

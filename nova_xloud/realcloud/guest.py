@@ -131,10 +131,10 @@ def download_kernel_deb(cache_dir):
             % package)
     debs = [name for name in os.listdir(partial) if name.endswith('.deb')]
     if result.returncode or not debs:
+        stderr = (result.stderr or '').strip()[-600:]
         raise errors.RealCloudError(
             'could not download the kernel package %s with apt-get'
-            ' download (exit %d): %s' % (package, result.returncode,
-                                          (result.stderr or '').strip()[-600:]))
+            ' download (exit %d): %s' % (package, result.returncode, stderr))
     final = os.path.join(cache_dir, debs[0])
     os.replace(os.path.join(partial, debs[0]), final)
     shutil.rmtree(partial, ignore_errors=True)

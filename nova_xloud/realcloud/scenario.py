@@ -29,8 +29,8 @@ class Views(object):
         self.__dict__.update(values)
 
     def __repr__(self):
-        return 'Views(%s)' % ', '.join('%s=%r' % item for item in
-                                       sorted(self.__dict__.items()))
+        values = sorted(vars(self).items())
+        return 'Views(%s)' % ', '.join('%s=%r' % item for item in values)
 
 
 class Driver(object):
@@ -200,9 +200,24 @@ class Driver(object):
             config_memory_mb=xml_current_memory_mb(config),
             qemu_vcpus=self.qemu_vcpus(domain),
             guest_cpus=report and report['cpus'],
+            guest_report=report,
             guest_memtotal_mb=report and report['memtotal_kb'] // 1024,
             guest_memfree_mb=report and report['memfree_kb'] // 1024,
             domain_state=self.cloud.virsh('domstate', domain).strip())
+
+    def settled_views(self, server_id, vcpus, memory_mb, timeout=120):
+        """The views once the balloon and the guest reached the values."""
+        deadline = time.monotonic() + timeout
+        while True:
+            views = self.views(server_id)
+            views.guest_matches = bool(views.guest_report) and guest_matches(
+                views.guest_report, vcpus, memory_mb)
+            settled = (views.xml_memory_mb == memory_mb and
+                       views.qemu_vcpus == vcpus and
+                       views.guest_cpus == vcpus and views.guest_matches)
+            if settled or time.monotonic() > deadline:
+                return views
+            time.sleep(1)
 
     # -- helpers ----------------------------------------------------------
     def _expect(self, resp, status, what):

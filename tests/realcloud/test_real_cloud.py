@@ -54,8 +54,13 @@ class RealCloudTest(testtools.TestCase):
 
     # -- checks -------------------------------------------------------------
     def assertViews(self, server_id, vcpus, memory_mb, status='success'):
-        """Every view says ``vcpus`` and ``memory_mb``."""
-        views = self.driver.views(server_id)
+        """Every view says ``vcpus`` and ``memory_mb``.
+
+        The balloon reaches its target in steps under TCG: libvirt's live
+        currentMemory is the balloon's actual size, so the views are read
+        again until it and the guest have settled (or 120 s passed).
+        """
+        views = self.driver.settled_views(server_id, vcpus, memory_mb)
         self._say('[realcloud]   views: %r' % views)
         self.assertEqual('running', views.domain_state, views)
         self.assertEqual(status, views.last_status, views)
@@ -66,6 +71,7 @@ class RealCloudTest(testtools.TestCase):
                          views)
         self.assertEqual(vcpus, views.qemu_vcpus, views)
         self.assertEqual(vcpus, views.guest_cpus, views)
+        self.assertTrue(views.guest_matches, views)
         self.assertEqual((vcpus, memory_mb),
                          (views.config_vcpus, views.config_memory_mb), views)
         self.assertEqual(memory_mb, views.xml_memory_mb, views)
@@ -92,8 +98,8 @@ class RealCloudTest(testtools.TestCase):
     def assertRefused(self, server_id, status, **values):
         before = self.driver.adjustment(server_id)
         resp = self.driver.adjust(server_id, **values)
-        self._say('[realcloud] refused %s: %d %s' % (values, resp.status,
-                                                    resp.body))
+        self._say('[realcloud] refused %s: %d %s'
+                  % (values, resp.status, resp.body))
         self.assertEqual(status, resp.status, resp)
         after = self.driver.adjustment(server_id)
         self.assertEqual(before, after)
