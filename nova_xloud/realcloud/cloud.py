@@ -563,10 +563,10 @@ class Cloud(object):
                 ('neutron', 'network', self.url('network'))):
             service = post('/services', {'service': {
                 'name': name, 'type': kind}})['service']['id']
-            for interface in ('public', 'internal', 'admin'):
-                post('/endpoints', {'endpoint': {
-                    'service_id': service, 'interface': interface,
-                    'url': url, 'region_id': REGION}})
+            # Public only: every client here falls back to it.
+            post('/endpoints', {'endpoint': {
+                'service_id': service, 'interface': 'public', 'url': url,
+                'region_id': REGION}})
         self.admin = client.Session(self.url('keystone') + '/v3', 'admin',
                                     PASSWORD, 'admin')
 

@@ -29,7 +29,8 @@ class Views(object):
         self.__dict__.update(values)
 
     def __repr__(self):
-        values = sorted(vars(self).items())
+        values = sorted(item for item in vars(self).items()
+                        if item[0] != 'guest_report')
         return 'Views(%s)' % ', '.join('%s=%r' % item for item in values)
 
 
