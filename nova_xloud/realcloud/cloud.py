@@ -351,7 +351,10 @@ class Cloud(object):
     def _glance_conf(self):
         conf_dir = self.path('glance')
         store = self.path('glance', 'images')
-        paste = self._glance_paste()
+        # Beside glance-api.conf: where Glance 2024.1 looks for it.
+        paste = os.path.join(conf_dir, 'glance-api-paste.ini')
+        os.makedirs(conf_dir, exist_ok=True)
+        shutil.copy(self._glance_paste(), paste)
         return self._write(os.path.join(conf_dir, 'glance-api.conf'), _ini({
             'DEFAULT': {'debug': 'false', 'enabled_backends': 'fs:file',
                         'bind_host': '127.0.0.1',
@@ -529,13 +532,12 @@ class Cloud(object):
         ]
         for name, factory, port, env in services:
             self._gunicorn(name, factory, self.port[port], env)
+        # gunicorn listens before its worker loaded the application: wait
+        # for an answer from the application itself.
         for name, factory, port, env in services:
-            wait_for(name, lambda: _tcp_open(self.port[port]), 180,
-                     proc=self.procs[name], log=self.log(name))
-        # Keystone answers once its application is loaded.
-        wait_for('keystone', lambda: client.request(
-            'GET', self.url('keystone') + '/v3').status == 200, 120,
-            proc=self.procs['keystone'], log=self.log('keystone'))
+            wait_for(name, lambda: client.request(
+                'GET', self.url(port) + '/', timeout=10).status < 500, 180,
+                proc=self.procs[name], log=self.log(name))
 
     def _register_services(self):
         admin = client.Session(self.url('keystone') + '/v3', 'admin',
