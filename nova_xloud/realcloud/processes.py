@@ -15,9 +15,9 @@
 Every process started here gets ``NOVA_XLOUD_REALCLOUD=<state dir>`` in
 its environment and its PID in ``<state dir>/pids``. ``cleanup`` ends
 them by process group, then anything else that carries the mark or names
-the state directory on its command line (QEMU and virtlogd, which
-libvirtd starts in sessions of their own), so nothing outlives a run,
-also when a step failed.
+the state directory on its command line or in its environment (QEMU and
+virtlogd, which libvirtd starts in sessions of their own), so nothing
+outlives a run, also when a step failed.
 """
 
 import os
@@ -128,7 +128,11 @@ def marked(state_dir):
                 cmdline = handle.read()
         except OSError:
             continue
-        if needle in environ or path_bytes + b'/' in cmdline:
+        # virtlogd, which libvirtd starts with a cleaned environment, is
+        # known by its HOME (or another variable) in the state directory.
+        if (needle in environ or path_bytes + b'/' in cmdline or
+                any(b'=' + path_bytes + b'/' in variable
+                    for variable in environ)):
             found.append(int(entry))
     return found
 

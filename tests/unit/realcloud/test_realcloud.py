@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -156,9 +157,20 @@ class ProcessesTestCase(testtools.TestCase):
                time.monotonic() < deadline):
             time.sleep(0.1)
         self.assertEqual(2, len(processes.marked(self.state_dir)))
+        # Known by a variable naming the state directory, as virtlogd.
+        home = subprocess.Popen(
+            [sys.executable, '-c', 'import time; time.sleep(600)'],
+            env={'HOME': os.path.join(self.state_dir, 'libvirt')},
+            start_new_session=True)
+        self.addCleanup(home.wait)
+        deadline = time.monotonic() + 30
+        while (home.pid not in processes.marked(self.state_dir) and
+               time.monotonic() < deadline):
+            time.sleep(0.1)
         ended, left = processes.cleanup(self.state_dir, grace=0.5)
         self.assertEqual(['sleeper'], ended)
         self.assertEqual([], left)
         self.assertIsNotNone(proc.poll())
+        self.assertIsNotNone(home.wait(timeout=10))
         self.assertEqual([], os.listdir(os.path.join(self.state_dir,
                                                      'pids')))
