@@ -263,6 +263,9 @@ def cmd_export_kolla(args):
 
 def cmd_demo(args):
     release = _release(args.release) if args.release else releases.newest()
+    if args.real:
+        _demo_real(release)
+        return
     if args.patches_dir:
         # For every nova-xloud the demo runs: the probe, install, scenario.
         os.environ[series_mod.PATCHES_ENV] = os.path.abspath(
@@ -273,6 +276,15 @@ def cmd_demo(args):
     if returncode != 0:
         raise errors.SeriesError('the demo failed (exit status %d); see'
                                  ' above' % returncode)
+
+
+def _demo_real(release):
+    from nova_xloud.realcloud import demo as real_demo
+    from nova_xloud.realcloud import errors as real_errors
+    try:
+        real_demo.run(release.name)
+    except real_errors.RealCloudError as exc:
+        raise errors.SeriesError(str(exc))
 
 
 def build_parser():
@@ -373,6 +385,12 @@ def build_parser():
     sub.add_argument('--full-xml', action='store_true',
                      help='print the whole domain XML, not the elements'
                           ' that change')
+    sub.add_argument('--real', action='store_true',
+                     help='root on Linux: a real one-node cloud on QEMU'
+                          ' (as tox -e realcloud) in this environment,'
+                          " which holds the release's patched Nova; a"
+                          " real VM grows live, the guest's view beside"
+                          " the API's")
     sub.set_defaults(func=cmd_demo)
 
     sub = commands.add_parser('export',

@@ -1,0 +1,206 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Live adjust on a real one-node cloud: real QEMU, libvirt, services.
+
+One scenario, in order, because each step starts from the state the one
+before left. Each step is checked in the guest's own view (its console
+reports), in GET /os-xloud-adjust, in placement and in the domain XML.
+"""
+
+import os
+
+import fixtures
+import testtools
+
+from nova_xloud.realcloud import cloud as cloud_mod
+from nova_xloud.realcloud import scenario
+
+
+class RealCloudTest(testtools.TestCase):
+
+    def setUp(self):
+        super(RealCloudTest, self).setUp()
+        timeout = int(os.environ.get('OS_TEST_TIMEOUT', 0) or 0)
+        if timeout > 0:
+            self.useFixture(fixtures.Timeout(timeout, gentle=True))
+        self.timings = []
+        self.lines = []
+        self.cloud = cloud_mod.Cloud(scenario.state_dir(),
+                                     report=self._say)
+        # Registered before anything starts: whatever fails, every
+        # process of the cloud is ended by PID.
+        self.addCleanup(self._down)
+        self.addOnException(self._attach_logs)
+        self.cloud.up()
+        self.driver = scenario.Driver(self.cloud, report=self._say)
+
+    def _say(self, text):
+        self.lines.append(text)
+        print(text, flush=True)
+
+    def _down(self):
+        ended, left = self.cloud.down()
+        self.assertEqual([], left, 'processes left running')
+
+    def _attach_logs(self, exc_info):
+        self.addDetail('service-logs', testtools.content.text_content(
+            self.cloud.service_logs(40)))
+
+    def _write_timings(self, reference):
+        table = scenario.timing_table(self.timings, reference)
+        text = '\n'.join(self.lines + ['', table, ''])
+        with open(os.path.join(self.cloud.state_dir, 'timings.txt'),
+                  'w') as handle:
+            handle.write(text)
+        self._say(table)
+
+    # -- checks -------------------------------------------------------------
+    def assertViews(self, server_id, vcpus, memory_mb, status='success'):
+        """Every view says ``vcpus`` and ``memory_mb``.
+
+        The balloon reaches its target in steps under TCG: libvirt's live
+        currentMemory is the balloon's actual size, so the views are read
+        again until it and the guest have settled (or 120 s passed).
+        """
+        views = self.driver.settled_views(server_id, vcpus, memory_mb)
+        self._say('[realcloud]   views: %r' % views)
+        self.assertEqual('running', views.domain_state, views)
+        self.assertEqual(status, views.last_status, views)
+        self.assertEqual((vcpus, memory_mb),
+                         (views.api_vcpus, views.api_memory_mb), views)
+        self.assertEqual((vcpus, memory_mb),
+                         (views.placement_vcpus, views.placement_memory_mb),
+                         views)
+        self.assertEqual(vcpus, views.qemu_vcpus, views)
+        self.assertEqual(vcpus, views.guest_cpus, views)
+        self.assertTrue(views.guest_matches, views)
+        self.assertEqual((vcpus, memory_mb),
+                         (views.config_vcpus, views.config_memory_mb), views)
+        self.assertEqual(memory_mb, views.xml_memory_mb, views)
+        return views
+
+    def adjust_and_see(self, server_id, what, vcpus, memory_mb, **values):
+        before = self.driver.last_report(server_id)
+        start = scenario.monotonic()
+        resp = self.driver.adjust(server_id, **values)
+        self.assertEqual(202, resp.status, resp)
+        request_id = resp.body['adjustment']['request_id']
+        report = self.driver.wait_guest(server_id, vcpus, memory_mb,
+                                        after=before)
+        seen = scenario.monotonic() - start
+        shown = self.driver.wait_adjusted(server_id, request_id)
+        self.timings.append((what, seen))
+        self._say('[realcloud] %s: the guest saw %d vCPUs, MemTotal %d'
+                  ' MiB, MemFree %d MiB after %.1f s; GET: %s %s'
+                  % (what, report['cpus'], report['memtotal_kb'] // 1024,
+                     report['memfree_kb'] // 1024, seen,
+                     shown['last_status'], shown['last_message'] or ''))
+        return shown
+
+    def assertRefused(self, server_id, status, **values):
+        before = self.driver.adjustment(server_id)
+        resp = self.driver.adjust(server_id, **values)
+        self._say('[realcloud] refused %s: %d %s'
+                  % (values, resp.status, resp.body))
+        self.assertEqual(status, resp.status, resp)
+        after = self.driver.adjustment(server_id)
+        self.assertEqual(before, after)
+
+    # -- the scenario ---------------------------------------------------------
+    def test_live_adjust_on_a_real_cloud(self):
+        provider = self.cloud.provider()
+        max_unit = provider['inventories']['VCPU']['max_unit']
+        # Placement never lets one server hold more VCPU than the host
+        # has cores (max_unit): on a 2-core host a server can grow to 2
+        # vCPUs only, so the flavor's minimum is one below that.
+        low_cpu = max(1, min(2, max_unit - 1))
+        high_cpu = low_cpu + 1
+        low_mem, high_mem = 512, 768
+        self._say('[realcloud] host VCPU max_unit %d: flavor 4 vCPU / 1024'
+                  ' MiB, minimum_cpu=%d, minimum_memory=%d'
+                  % (max_unit, low_cpu, low_mem))
+
+        image_id = self.driver.upload_guest(scenario.guest_cache_dir())
+        flavor_id = self.driver.create_flavor(low_cpu, low_mem)
+
+        # Boot at the minimum.
+        start = scenario.monotonic()
+        server_id = self.driver.create_server(image_id, flavor_id)
+        self.addCleanup(self.driver.delete_server, server_id)
+        self.driver.wait_status(server_id, 'ACTIVE')
+        active = scenario.monotonic() - start
+        report = self.driver.wait_guest(server_id, low_cpu, low_mem)
+        boot = scenario.monotonic() - start
+        self.timings.append(('boot (create -> ACTIVE %.1f s)' % active,
+                             boot))
+        self._say('[realcloud] booted: the guest saw %r after %.1f s'
+                  % (report, boot))
+        self.assertViews(server_id, low_cpu, low_mem, status=None)
+
+        # Up: vCPUs and memory in one request.
+        self.adjust_and_see(server_id, 'adjust up (vCPUs and memory)',
+                            high_cpu, high_mem, current_vcpus=high_cpu,
+                            current_memory_mb=high_mem)
+        self.assertViews(server_id, high_cpu, high_mem)
+
+        # Refused, and nothing changes: above the flavor's maximum (400);
+        # beyond what placement lets one server hold on this host (409).
+        self.assertRefused(server_id, 400, current_vcpus=5)
+        self.assertRefused(server_id, 400, current_memory_mb=2048)
+        if high_cpu + 1 > max_unit:
+            self.assertRefused(server_id, 409, current_vcpus=high_cpu + 1)
+
+        # Down: memory, then vCPUs (the last vCPU change before a reboot:
+        # QEMU 7.2 under TCG times an unplug out).
+        self.adjust_and_see(server_id, 'adjust down (memory)', high_cpu,
+                            low_mem, current_memory_mb=low_mem)
+        self.assertViews(server_id, high_cpu, low_mem)
+        shown = self.adjust_and_see(server_id, 'adjust down (vCPUs)',
+                                    low_cpu, low_mem, current_vcpus=low_cpu)
+        if shown['last_status'] == 'error':
+            # libvirt timed the unplug out: the records, placement and the
+            # persistent config follow QEMU and the guest, not libvirt's
+            # stale live count, and vCPU changes wait for a reboot.
+            self.assertViews(server_id, low_cpu, low_mem, status='error')
+            self.assertRefused(server_id, 409, current_vcpus=high_cpu)
+        else:
+            self.assertViews(server_id, low_cpu, low_mem)
+
+        # Hard reboot: the persisted values, a fresh domain.
+        before = self.driver.last_report(server_id)
+        start = scenario.monotonic()
+        self.driver.action(server_id, {'reboot': {'type': 'HARD'}})
+        self.driver.wait_status(server_id, 'ACTIVE')
+        self.driver.wait_guest(server_id, low_cpu, low_mem, after=before)
+        self.timings.append(('hard reboot', scenario.monotonic() - start))
+        self.assertViews(server_id, low_cpu, low_mem,
+                         status=shown['last_status'])
+
+        # A hot-plug on the new domain works and QEMU lives on.
+        self.adjust_and_see(server_id, 'adjust up (vCPUs) after reboot',
+                            high_cpu, low_mem, current_vcpus=high_cpu)
+        self.assertViews(server_id, high_cpu, low_mem)
+
+        # Stop + start: what a resize costs the guest.
+        before = self.driver.last_report(server_id)
+        start = scenario.monotonic()
+        self.driver.action(server_id, {'os-stop': None})
+        self.driver.wait_status(server_id, 'SHUTOFF')
+        self.driver.action(server_id, {'os-start': None})
+        self.driver.wait_status(server_id, 'ACTIVE')
+        self.driver.wait_guest(server_id, high_cpu, low_mem, after=before)
+        stop_start = scenario.monotonic() - start
+        self.timings.append(('stop + start', stop_start))
+        self.assertViews(server_id, high_cpu, low_mem)
+
+        self._write_timings(stop_start)

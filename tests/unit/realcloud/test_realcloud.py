@@ -1,0 +1,176 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The real-cloud tier's own pieces, without a cloud."""
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import fixtures
+import testtools
+
+from nova_xloud.realcloud import guest
+from nova_xloud.realcloud import neutron_standin
+from nova_xloud.realcloud import processes
+from nova_xloud.realcloud import scenario
+
+CONSOLE = '''[    1.0] Run /init as init process
+XLOUD boot=b1 seq=0 cpus=1 memtotal_kb=982952 memfree_kb=960000
+garbage
+XLOUD boot=b1 seq=1 cpus=2 memtotal_kb=982952 memfree_kb=430000
+'''
+
+LIVE_XML = '''<domain type='qemu'>
+  <memory unit='KiB'>1048576</memory>
+  <currentMemory unit='KiB'>613376</currentMemory>
+  <vcpu placement='static' current='2'>4</vcpu>
+</domain>'''
+
+
+def newc_names(archive):
+    """The member names of a newc cpio archive, read by its headers."""
+    names, offset = [], 0
+    while True:
+        header = archive[offset:offset + 110]
+        assert header[:6] == b'070701', header
+        size, namesize = int(header[54:62], 16), int(header[94:102], 16)
+        name = archive[offset + 110:offset + 110 + namesize - 1].decode()
+        if name == 'TRAILER!!!':
+            return names
+        names.append(name)
+        offset += 110 + namesize
+        offset += (4 - offset % 4) % 4
+        offset += size
+        offset += (4 - offset % 4) % 4
+
+
+class GuestTestCase(testtools.TestCase):
+
+    def test_reports_are_parsed_in_order(self):
+        reports = guest.parse_reports(CONSOLE)
+        self.assertEqual([(0, 1, 960000), (1, 2, 430000)],
+                         [(r['seq'], r['cpus'], r['memfree_kb'])
+                          for r in reports])
+
+    def test_no_console_no_reports(self):
+        self.assertEqual([], guest.parse_reports(None))
+
+    def test_guest_matches_vcpus_and_free_memory_under_the_target(self):
+        report = guest.parse_reports(CONSOLE)[-1]
+        self.assertTrue(scenario.guest_matches(report, 2, 512))
+        self.assertFalse(scenario.guest_matches(report, 1, 512))
+        # Free memory above the target: the balloon has not reached it.
+        self.assertFalse(scenario.guest_matches(report, 2, 384))
+        # Far below: the guest still has a smaller balloon target.
+        self.assertFalse(scenario.guest_matches(report, 2, 768))
+
+    def test_initramfs_holds_init_busybox_and_the_modules(self):
+        modules = self.useFixture(fixtures.TempDir()).path
+        for name in guest.MODULES:
+            with open(os.path.join(modules, '%s.ko' % name), 'wb') as out:
+                out.write(b'module ' + name.encode())
+        busybox = os.path.join(modules, 'busybox')
+        with open(busybox, 'wb') as out:
+            out.write(b'\x7fELF busybox')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.realcloud.guest.BUSYBOX', busybox))
+        archive = gzip.decompress(guest._initramfs(modules))
+        names = newc_names(archive)
+        self.assertIn('init', names)
+        self.assertIn('bin/busybox', names)
+        for name in guest.MODULES:
+            self.assertIn('modules/%s.ko' % name, names)
+        self.assertIn(b'XLOUD boot=$boot seq=$seq cpus=$cpus', archive)
+
+
+class DomainXmlTestCase(testtools.TestCase):
+
+    def test_current_vcpus_and_memory(self):
+        self.assertEqual(2, scenario.xml_current_vcpus(LIVE_XML))
+        self.assertEqual(599, scenario.xml_current_memory_mb(LIVE_XML))
+
+    def test_vcpus_without_current_is_the_maximum(self):
+        self.assertEqual(4, scenario.xml_current_vcpus(
+            "<vcpu placement='static'>4</vcpu>"))
+
+
+class NeutronStandinTestCase(testtools.TestCase):
+
+    def _call(self, method, path):
+        got = {}
+
+        def start_response(status, headers):
+            got['status'] = status
+        body = b''.join(neutron_standin.application(
+            {'REQUEST_METHOD': method, 'PATH_INFO': path,
+             'QUERY_STRING': 'device_id=x'}, start_response))
+        return got['status'], json.loads(body)
+
+    def test_lists_are_empty(self):
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', io.StringIO()))
+        self.assertEqual(('200 OK', {'ports': []}),
+                         self._call('GET', '/v2.0/ports'))
+        self.assertEqual(('200 OK', {'security_groups': []}),
+                         self._call('GET', '/v2.0/security-groups'))
+
+    def test_anything_else_is_404(self):
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', io.StringIO()))
+        status, body = self._call('POST', '/v2.0/ports')
+        self.assertEqual('404 Not Found', status)
+        self.assertIn('POST /v2.0/ports', body['NeutronError']['message'])
+
+
+class ProcessesTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super(ProcessesTestCase, self).setUp()
+        self.state_dir = self.useFixture(fixtures.TempDir()).path
+        self.addCleanup(processes.cleanup, self.state_dir, 0.5)
+
+    def test_cleanup_ends_the_group_and_what_carries_the_mark(self):
+        # A daemon that leaves its group (as QEMU and virtlogd do), and a
+        # child that ignores SIGTERM.
+        script = ('import os, signal, subprocess, sys, time\n'
+                  'subprocess.Popen([sys.executable, "-c",'
+                  ' "import time; time.sleep(600)"],'
+                  ' start_new_session=True)\n'
+                  'signal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
+                  'time.sleep(600)\n')
+        proc = processes.start(self.state_dir, 'sleeper',
+                               [sys.executable, '-c', script])
+        deadline = time.monotonic() + 30
+        while (len(processes.marked(self.state_dir)) < 2 and
+               time.monotonic() < deadline):
+            time.sleep(0.1)
+        self.assertEqual(2, len(processes.marked(self.state_dir)))
+        # Known by a variable naming the state directory, as virtlogd.
+        home = subprocess.Popen(
+            [sys.executable, '-c', 'import time; time.sleep(600)'],
+            env={'HOME': os.path.join(self.state_dir, 'libvirt')},
+            start_new_session=True)
+        self.addCleanup(home.wait)
+        deadline = time.monotonic() + 30
+        while (home.pid not in processes.marked(self.state_dir) and
+               time.monotonic() < deadline):
+            time.sleep(0.1)
+        ended, left = processes.cleanup(self.state_dir, grace=0.5)
+        self.assertEqual(['sleeper'], ended)
+        self.assertEqual([], left)
+        self.assertIsNotNone(proc.poll())
+        self.assertIsNotNone(home.wait(timeout=10))
+        self.assertEqual([], os.listdir(os.path.join(self.state_dir,
+                                                     'pids')))
