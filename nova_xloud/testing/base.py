@@ -153,6 +153,17 @@ class LiveAdjustBase(ServersTestBase):
         config = self.libvirt_ext.config(self._domain(server))
         return config['vcpus'], config['memory_kib'] // units.Ki
 
+    def _leave_free_memory(self, memory_mb):
+        """Reserve all of compute1's MEMORY_MB but memory_mb in placement."""
+        url = '/resource_providers/%s/inventories' % self.rp_uuid
+        inventory = self.placement.get(url).body
+        memory = inventory['inventories']['MEMORY_MB']
+        usage = self._get_provider_usages(self.rp_uuid)['MEMORY_MB']
+        memory['reserved'] = memory['total'] - usage - memory_mb
+        self.placement.put(url + '/MEMORY_MB', dict(
+            memory, resource_provider_generation=inventory[
+                'resource_provider_generation']))
+
     def _allocation(self, server):
         allocations = self._get_allocations_by_server_uuid(server['id'])
         resources = allocations[self.rp_uuid]['resources']

@@ -306,15 +306,7 @@ class DriftRepairTestCase(DriftTestBase):
                          self._state(self.server))
 
     def test_allocation_without_room_is_a_fault(self):
-        inventory = self.placement.get(
-            '/resource_providers/%s/inventories' % self.rp_uuid).body
-        memory = inventory['inventories']['MEMORY_MB']
-        usage = self._get_provider_usages(self.rp_uuid)['MEMORY_MB']
-        memory['reserved'] = memory['total'] - usage - 512
-        self.placement.put(
-            '/resource_providers/%s/inventories/MEMORY_MB' % self.rp_uuid,
-            dict(memory, resource_provider_generation=inventory[
-                'resource_provider_generation']))
+        self._leave_free_memory(512)
         self._outside_nova(self.server, memory_mb=2048)
 
         self._run_periodic()

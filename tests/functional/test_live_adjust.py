@@ -629,15 +629,7 @@ class LiveAdjustRefusedTestCase(LiveAdjustTestBase):
         self._adjust(self.server, current_vcpus=3)
 
     def test_full_host(self):
-        inventory = self.placement.get(
-            '/resource_providers/%s/inventories' % self.rp_uuid).body
-        memory = inventory['inventories']['MEMORY_MB']
-        usage = self._get_provider_usages(self.rp_uuid)['MEMORY_MB']
-        memory['reserved'] = memory['total'] - usage - 512
-        self.placement.put(
-            '/resource_providers/%s/inventories/MEMORY_MB' % self.rp_uuid,
-            dict(memory, resource_provider_generation=inventory[
-                'resource_provider_generation']))
+        self._leave_free_memory(512)
         self._refused(409, self.server, {'current_memory_mb': 2048},
                       'Placement cannot set MEMORY_MB=2048')
         self._assert_untouched()
