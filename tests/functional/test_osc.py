@@ -18,6 +18,7 @@ wsgi-intercept serves); the SDK compute proxy sends the requests.
 """
 
 import io
+import re
 
 import fixtures
 from nova.api import auth as nova_auth
@@ -26,6 +27,7 @@ from openstackclient import shell
 from oslo_serialization import jsonutils
 
 from tests.functional import test_live_adjust
+from tests.unit.series import readme
 
 
 class TokenContextFixture(fixtures.Fixture):
@@ -175,3 +177,53 @@ class OSCTestCase(test_live_adjust.LiveAdjustTestBase):
         self.assertIn('--vcpus', err)
         self.assertIn('--memory', err)
         self.assertIsNone(self._show(server)['last_request_id'])
+
+    def _readme_server(self):
+        """The flavor and server of README.rst's openstack examples."""
+        flavor = {'name': 'm1.xl', 'id': 'm1.xl', 'vcpus': 4, 'ram': 4096,
+                  'disk': 1}
+        self.admin_api.post_flavor({'flavor': flavor})
+        self.admin_api.post_extra_spec('m1.xl', {'extra_specs': {
+            'minimum_cpu': '2', 'minimum_memory': '1024'}})
+        return self._boot(flavor_id='m1.xl', name='web1')
+
+    def _assert_readme_shows(self, command, printed):
+        shown = readme.output_of('openstack ' + ' '.join(command))
+        # What a terminal shows of a progress line redrawn after '\r'.
+        on_screen = [line.rsplit('\r', 1)[-1]
+                     for line in printed.rstrip('\n').split('\n')]
+        self.assertEqual(_normalised(shown), _normalised(on_screen))
+
+    def test_readme_outputs(self):
+        server = self._readme_server()
+        show = ('server', 'adjust', 'show', 'web1')
+        code, out, err = self._openstack(*show)
+        self.assertEqual(0, code, err)
+        self._assert_readme_shows(show, out)
+
+        up = ('server', 'adjust', 'set', '--vcpus', '4', '--memory', '3072',
+              'web1')
+        code, out, err = self._openstack(*up)
+        self.assertEqual(0, code, err)
+        self._assert_readme_shows(up, out)
+        request_id = [line.split('|')[2].strip() for line in out.splitlines()
+                      if 'request_id' in line][0]
+        self._wait_event(server, request_id, 'Success')
+
+        self.libvirt_ext.inject_error('setMemoryFlags',
+                                      message='internal error: balloon')
+        failing = ('server', 'adjust', 'set', '--memory', '2048', '--wait',
+                   'web1')
+        code, out, err = self._openstack(*failing)
+        self.assertEqual((1, ''), (code, out))
+        self._assert_readme_shows(failing, err)
+
+        refused = ('server', 'adjust', 'set', '--vcpus', '8', 'web1')
+        code, out, err = self._openstack(*refused)
+        self.assertEqual((1, ''), (code, out))
+        self._assert_readme_shows(refused, err)
+
+
+def _normalised(lines):
+    return [re.sub(r'\(\d+s\)', '(Ns)', line)
+            for line in readme.normalised(lines)]
