@@ -34,6 +34,7 @@ from nova_xloud.api import compat
 from nova_xloud.api.schemas import adjust as schema
 from nova_xloud import records
 from nova_xloud.testing import base
+from tests.unit.series import readme
 
 URL = base.ADJUST_URL
 EVENT = base.ADJUST_EVENT
@@ -325,6 +326,25 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         server = self._start_server(server)
         self._adjust(server, current_vcpus=4)
         self.assertEqual([], self.libvirt_ext.crashes)
+
+    def test_readme_curl_examples_are_what_the_api_answers(self):
+        flavor = self._flavor(vcpu=8, memory_mb=16384, minimum_cpu='2',
+                              minimum_memory='2048')
+        server = self._boot(flavor_id=flavor)
+        post = readme.block_from('curl -s -X POST')
+        body = json.loads(next(line for line in post if '-d ' in line)
+                          .split("-d '", 1)[1].rstrip("'"))
+        answer = json.loads(''.join(post[post.index('HTTP 202') + 1:]))
+        response = self._post(server, body)
+        _assert_like_readme(self, answer, response)
+        self._wait_event(server, response['adjustment']['request_id'],
+                         'Success')
+        get = readme.block_from('curl -s "$NOVA/os-xloud-adjust/')
+        _assert_like_readme(self, json.loads(''.join(get[1:])),
+                            self._show_body(server))
+
+    def _show_body(self, server):
+        return self.admin_api.api_get(URL % server['id']).body
 
     def test_hard_reboot_persisted(self):
         server = self._boot()
@@ -652,3 +672,17 @@ class LiveAdjustUnpatchedComputeTestCase(LiveAdjustTestBase):
         self.assertEqual((2, 1024), self._allocation(server))
         # GET needs no compute.
         self.assertEqual((2, 1024), self._current(server))
+
+
+def _assert_like_readme(test, shown, actual):
+    """actual has shown's keys and values; "abc-..." stands for any id."""
+    test.assertEqual(set(shown), set(actual))
+    for key, value in shown.items():
+        if isinstance(value, dict):
+            _assert_like_readme(test, value, actual[key])
+        elif isinstance(value, str) and value.endswith('...'):
+            test.assertIsInstance(actual[key], str, key)
+            test.assertTrue(actual[key].startswith(
+                'req-' if value.startswith('req-') else ''), key)
+        else:
+            test.assertEqual(value, actual[key], key)
