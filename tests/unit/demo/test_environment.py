@@ -77,16 +77,7 @@ class SourceTestCase(testtools.TestCase):
         # egg-info there has no direct_url.json; the install has one.
         self.useFixture(fixtures.MockPatch(
             'nova_xloud.demo.environment._checkout_root', return_value=None))
-        clone = self.useFixture(fixtures.TempDir()).path
-        egg_info = os.path.join(clone, 'nova_xloud.egg-info')
-        os.mkdir(egg_info)
-        with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
-            handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
-                         'Version: 9.9.9\n')
-        cwd = os.getcwd()
-        self.addCleanup(os.chdir, cwd)
-        os.chdir(clone)
-        self.useFixture(fixtures.MonkeyPatch('sys.path', [clone] + sys.path))
+        _run_from_a_clone_with_egg_info(self, version='9.9.9')
         self.assertNotEqual(['nova-xloud==9.9.9'], environment.own_source())
 
     def test_an_install_from_a_vanished_wheel_is_asked_of_the_index(self):
@@ -354,14 +345,22 @@ class RunIsolatedTestCase(testtools.TestCase):
 class OwnVersionTestCase(testtools.TestCase):
 
     def test_a_clones_egg_info_in_the_cwd_is_not_the_installed_version(self):
-        clone = self.useFixture(fixtures.TempDir()).path
-        egg_info = os.path.join(clone, 'nova_xloud.egg-info')
-        os.mkdir(egg_info)
-        with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
-            handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
-                         'Version: 9.9.9\n')
-        cwd = os.getcwd()
-        self.addCleanup(os.chdir, cwd)
-        os.chdir(clone)
-        self.useFixture(fixtures.MonkeyPatch('sys.path', [clone] + sys.path))
+        _run_from_a_clone_with_egg_info(self, version='9.9.9')
         self.assertNotEqual('9.9.9', environment.own_version())
+
+
+def _run_from_a_clone_with_egg_info(test, version):
+    """cwd and sys.path[0]: a clone whose egg-info says ``version``.
+
+    As after "pip install ." in a clone: the egg-info left there has no
+    direct_url.json; the installed package has one.
+    """
+    clone = test.useFixture(fixtures.TempDir()).path
+    egg_info = os.path.join(clone, 'nova_xloud.egg-info')
+    os.mkdir(egg_info)
+    with open(os.path.join(egg_info, 'PKG-INFO'), 'w') as handle:
+        handle.write('Metadata-Version: 2.1\nName: nova-xloud\n'
+                     'Version: %s\n' % version)
+    test.addCleanup(os.chdir, os.getcwd())
+    os.chdir(clone)
+    test.useFixture(fixtures.MonkeyPatch('sys.path', [clone] + sys.path))
