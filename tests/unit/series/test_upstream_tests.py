@@ -43,3 +43,48 @@ class TestModulesTestCase(testtools.TestCase):
             with open(expected) as handle:
                 self.assertEqual('[composite:x]\n', handle.read())
         self.assertEqual([], os.listdir(root))
+
+    def test_the_run_imports_nova_beside_its_api_paste(self):
+        prefix = self.useFixture(fixtures.TempDir()).path
+        root = self.useFixture(fixtures.TempDir()).path
+        fakes.write(prefix, 'etc/nova/api-paste.ini', '[composite:x]\n')
+        fakes.write(root, 'nova/__init__.py', '')
+        self.useFixture(fixtures.MonkeyPatch('sys.prefix', prefix))
+        seen = {}
+
+        def fake_call(command, cwd):
+            seen['command'] = command
+            seen['nova'] = os.path.realpath(os.path.join(cwd, 'nova'))
+            with open(os.path.join(cwd, 'etc/nova/api-paste.ini')) as paste:
+                seen['paste'] = paste.read()
+            return 0
+
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.upstream_tests.subprocess.run'))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.upstream_tests.subprocess.call',
+            side_effect=fake_call))
+        self.assertEqual(0, upstream_tests.run_stestr(root, ['^x']))
+        self.assertEqual(os.path.realpath(os.path.join(root, 'nova')),
+                         seen['nova'])
+        self.assertEqual('[composite:x]\n', seen['paste'])
+        self.assertEqual(['run', '^x'], seen['command'][-2:])
+        self.assertEqual(['nova'], sorted(os.listdir(root)))
+
+    def test_skipped_modules_are_left_out_of_the_filter(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        for module in ('compute/test_compute_mgr', 'compute/test_compute',
+                       'test_service'):
+            fakes.write(root, 'nova/tests/unit/%s.py' % module, '')
+        regex = upstream_tests.hooked_modules_regex(
+            root, {'files': ['nova/compute/manager.py']}, ['test_compute'])
+        self.assertEqual('^(nova\\.tests\\.unit\\.compute\\.test_compute_mgr|'
+                         'nova\\.tests\\.unit\\.test_service)\\.', regex)
+
+    def test_skip_with_whole_is_a_usage_error(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.upstream_tests.installed_nova_root'))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.target.find'))
+        self.assertEqual(2, upstream_tests.main(
+            ['--whole', '--skip', 'test_compute']))
