@@ -29,7 +29,7 @@ import testtools
 from nova_xloud.demo import scenario
 from nova_xloud import releases
 from nova_xloud.series import target as target_mod
-from tests.unit.series import readme
+from tests import readme
 
 KIB_PER_MIB = 1024
 

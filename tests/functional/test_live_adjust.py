@@ -34,7 +34,7 @@ from nova_xloud.api import compat
 from nova_xloud.api.schemas import adjust as schema
 from nova_xloud import records
 from nova_xloud.testing import base
-from tests.unit.series import readme
+from tests import readme
 
 URL = base.ADJUST_URL
 EVENT = base.ADJUST_EVENT

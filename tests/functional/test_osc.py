@@ -27,7 +27,7 @@ from openstackclient import shell
 from oslo_serialization import jsonutils
 
 from tests.functional import test_live_adjust
-from tests.unit.series import readme
+from tests import readme
 
 
 class TokenContextFixture(fixtures.Fixture):

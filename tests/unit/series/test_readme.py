@@ -19,7 +19,7 @@ import fixtures
 import testtools
 
 from nova_xloud.cmd import series as cli
-from tests.unit.series import readme
+from tests import readme
 
 
 class ReadmeTestCase(testtools.TestCase):

@@ -20,8 +20,8 @@ from nova_xloud import releases
 from nova_xloud.series import sdist
 from nova_xloud.series import series
 from nova_xloud.series import target as target_mod
+from tests import readme
 from tests.unit.series import fakes
-from tests.unit.series import readme
 
 RELEASE = releases.get(os.environ.get('XLOUD_RELEASE', '2024.1'))
 
