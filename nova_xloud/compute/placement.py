@@ -56,10 +56,17 @@ class PlacementUnavailable(PlacementError):
 
 
 def _compute_node_rp(context, instance, allocations):
-    for rp_uuid, alloc in allocations.items():
-        if orc.VCPU in alloc['resources'] or (
-                orc.MEMORY_MB in alloc['resources']):
-            return rp_uuid
+    """The provider of the server's VCPU and MEMORY_MB where it runs.
+
+    After an evacuation the allocation also holds the source host until
+    that host's compute comes back and cleans up: the server's own node
+    decides then.
+    """
+    holders = [rp_uuid for rp_uuid, alloc in allocations.items()
+               if orc.VCPU in alloc['resources'] or
+               orc.MEMORY_MB in alloc['resources']]
+    if len(holders) == 1:
+        return holders[0]
     node = objects.ComputeNode.get_by_host_and_nodename(
         context, instance.host, instance.node)
     return node.uuid

@@ -241,6 +241,20 @@ class EvacuateTestCase(MovesTestBase):
     def test_evacuate(self):
         self._evacuate_all()
 
+    def test_adjust_before_the_source_returns(self):
+        # The allocation holds both hosts until the source comes back: the
+        # adjustment changes the destination's part only.
+        server = self._boot_kind(MINIMUM)
+        self._start_computes('compute2')
+        service = self._source_down('compute1')
+        self._evacuate_server(server, expected_host='compute2',
+                              expected_state='ACTIVE')
+        self._adjust_and_wait(server, *ADJUSTED, persist=True)
+        self.assertEqual({'compute1': FLAVOR_MINIMUM, 'compute2': ADJUSTED},
+                         self._allocations_by_host(server))
+        self._source_back('compute1', service)
+        self._assert_server(MINIMUM, server, ADJUSTED, host='compute2')
+
     def test_evacuate_to_host(self):
         self._evacuate_all(target='compute3')
 

@@ -24,6 +24,7 @@ from nova import test
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.unit import fake_instance
 import oslo_messaging as messaging
+from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_xloud.compute import adjust
 from nova_xloud.compute import endpoint
@@ -507,6 +508,37 @@ class PlacementTestCase(test.NoDBTestCase):
                 'consumer_generation': 3, 'project_id': 'p',
                 'user_id': 'u'},
             version='1.28', global_request_id=self.ctxt.global_id)
+
+    def test_after_an_evacuation_the_servers_own_node_is_changed(self):
+        # Until the source's compute comes back, the evacuated server's
+        # allocation holds its source host too.
+        source = {'generation': 7, 'resources': {
+            'VCPU': 2, 'MEMORY_MB': 1024, 'DISK_GB': 1}}
+        get_node = self.useFixture(fixtures.MockPatch(
+            'nova.objects.ComputeNode.get_by_host_and_nodename',
+            return_value=mock.Mock(uuid=RP))).mock
+        for first in (True, False):
+            get_node.reset_mock()
+            allocation = dict(self.ALLOCATION, allocations=dict(
+                [(uuids.source, source), (RP, self.ALLOCATION[
+                    'allocations'][RP])][::1 if first else -1]))
+            self.client.get.return_value = self._response(200, allocation)
+            self.assertTrue(placement.set_amounts(
+                self.ctxt, self.instance, vcpus=3, client=self.client))
+            get_node.assert_called_once_with(self.ctxt, 'compute1',
+                                             self.instance.node)
+            written = self.client.put.call_args[0][1]['allocations']
+            self.assertEqual({'VCPU': 3, 'MEMORY_MB': 1024, 'DISK_GB': 1},
+                             written[RP]['resources'])
+            self.assertEqual(source['resources'],
+                             written[uuids.source]['resources'])
+
+    def test_one_holder_needs_no_node_lookup(self):
+        get_node = self.useFixture(fixtures.MockPatch(
+            'nova.objects.ComputeNode.get_by_host_and_nodename')).mock
+        placement.set_amounts(self.ctxt, self.instance, vcpus=3,
+                              client=self.client)
+        get_node.assert_not_called()
 
     def test_only_increase(self):
         self.assertFalse(placement.set_amounts(
