@@ -81,6 +81,21 @@ Seconds between two drift repair runs of nova-compute (see
 ``repair_drift``). The first run happens when nova-compute starts its
 periodic tasks. Read when nova-compute starts.
 """),
+    cfg.IntOpt(
+        'lost_adjustment_timeout',
+        default=600,
+        min=0,
+        help="""
+Seconds after which drift repair takes a pending adjustment as lost.
+
+An adjustment is ``pending`` from the API's answer until nova-compute
+records its result. If nova-compute never does (the RPC cast was lost, or
+nova-compute stopped before it got to it), the drift repair of the
+server's host ends it in ``error`` once its instance action is older than
+this, then sets the records and the allocation to what the guest has, so
+that an allocation raised for the adjustment does not stay raised. 0: a
+pending adjustment is never taken as lost. Set it on nova-compute.
+"""),
 ]
 
 

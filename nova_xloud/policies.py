@@ -34,7 +34,9 @@ rules = [
         description="Change the vCPUs and memory of a running or stopped "
                     "server without a reboot (live adjust).",
         operations=[{'method': 'POST',
-                     'path': '/os-xloud-adjust/{server_id}'}],
+                     'path': '/os-xloud-adjust/{server_id}'},
+                    {'method': 'POST',
+                     'path': '/servers/{server_id}/os-xloud-adjust'}],
         scope_types=['project']),
     policy.DocumentedRuleDefault(
         name=SHOW,
@@ -42,7 +44,9 @@ rules = [
         description="Show the minimum, current and maximum vCPUs and memory "
                     "of a server and its last live adjustment.",
         operations=[{'method': 'GET',
-                     'path': '/os-xloud-adjust/{server_id}'}],
+                     'path': '/os-xloud-adjust/{server_id}'},
+                    {'method': 'GET',
+                     'path': '/servers/{server_id}/os-xloud-adjust'}],
         scope_types=['project']),
 ]
 

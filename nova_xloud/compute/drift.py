@@ -19,7 +19,8 @@ with the server's live adjust records and the VCPU / MEMORY_MB of its
 allocation on the compute node provider, and sets both to what the guest
 has. It never changes the guest. Servers with a task in progress, not
 ACTIVE, with an adjustment pending or being applied are left for the next
-run.
+run; an adjustment pending for longer than ``lost_adjustment_timeout`` is
+ended in error as lost, and its server checked.
 """
 
 import collections
@@ -29,6 +30,7 @@ import os_resource_classes as orc
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
 from oslo_service import periodic_task
+from oslo_utils import timeutils
 
 from nova.compute import utils as compute_utils
 from nova.compute import vm_states
@@ -61,6 +63,10 @@ Plan.__doc__ = """What a drift repair changes.
 unchanged), or None. ``ignored``: names of the guest's values outside the
 flavor's range, which no record can hold and which are left as they are.
 """
+
+LOST_MESSAGE = ('nova-compute did not finish this adjustment within %d s;'
+                ' drift repair took it as lost and set the records and the'
+                ' allocation to what the guest has')
 
 _registered = set()
 
@@ -122,15 +128,18 @@ def is_adjusted(instance):
                for key in instance.system_metadata)
 
 
-def skip_reason(instance, host):
-    """Why the server is not checked now, or None to check it."""
+def skip_reason(instance, host, lost=False):
+    """Why the server is not checked now, or None to check it.
+
+    :param lost: its pending adjustment, if any, is taken as lost
+    """
     if instance.host != host:
         return 'it is not on this host'
     if instance.vm_state != vm_states.ACTIVE:
         return 'it is %s' % instance.vm_state
     if instance.task_state is not None:
         return 'it has a task in progress: %s' % instance.task_state
-    if records.last(instance).status == records.STATUS_PENDING:
+    if records.last(instance).status == records.STATUS_PENDING and not lost:
         return 'an adjustment is pending'
     if not is_adjusted(instance):
         return 'it is not adjusted'
@@ -164,12 +173,42 @@ def read_allocation(context, instance, client):
     """VCPU / MEMORY_MB of the allocation on its compute node, or None."""
     allocations = client.get_allocs_for_consumer(
         context, instance.uuid).get('allocations') or {}
-    for allocation in allocations.values():
-        amounts = allocation.get('resources', {})
-        if orc.VCPU in amounts or orc.MEMORY_MB in amounts:
-            return resources.Resources(vcpus=amounts.get(orc.VCPU),
-                                       memory_mb=amounts.get(orc.MEMORY_MB))
-    return None
+    if not allocations:
+        return None
+    amounts = allocations.get(placement.own_provider(
+        context, instance, allocations), {}).get('resources', {})
+    if orc.VCPU not in amounts and orc.MEMORY_MB not in amounts:
+        return None
+    return resources.Resources(vcpus=amounts.get(orc.VCPU),
+                               memory_mb=amounts.get(orc.MEMORY_MB))
+
+
+def pending_is_lost(context, instance):
+    """Whether the pending adjustment is older than the lost timeout.
+
+    Its age is its instance action's; an adjustment without one (records
+    written by hand) is never taken as lost.
+    """
+    timeout = CONF.xloud.lost_adjustment_timeout
+    request_id = records.last(instance).request_id
+    if not timeout or not request_id:
+        return False
+    action = objects.InstanceAction.get_by_request_id(
+        context, instance.uuid, request_id)
+    # Nova's object times are aware; timeutils compares naive UTC.
+    return bool(action and action.start_time and timeutils.is_older_than(
+        timeutils.normalize_time(action.start_time), timeout))
+
+
+def end_lost(context, instance):
+    """End the pending adjustment in error: nova-compute never did."""
+    request_id = records.last(instance).request_id
+    message = LOST_MESSAGE % CONF.xloud.lost_adjustment_timeout
+    store.update(context, instance, records.set_result, request_id,
+                 records.STATUS_ERROR, message)
+    LOG.warning('Server %(uuid)s: adjustment %(request)s taken as lost: '
+                '%(message)s', {'uuid': instance.uuid,
+                                'request': request_id, 'message': message})
 
 
 def _describe(amounts):
@@ -197,7 +236,7 @@ class DriftRepairer(object):
             context, self.manager.host,
             expected_attrs=['system_metadata', 'flavor'])
         for instance in instances:
-            if skip_reason(instance, self.manager.host):
+            if skip_reason(instance, self.manager.host, lost=True):
                 continue
             try:
                 self.check(context, instance.uuid)
@@ -221,10 +260,14 @@ class DriftRepairer(object):
                 context, uuid, expected_attrs=['system_metadata', 'flavor'])
         except exception.InstanceNotFound:
             return None
-        reason = skip_reason(instance, self.manager.host)
+        pending = records.last(instance).status == records.STATUS_PENDING
+        lost = pending and pending_is_lost(context, instance)
+        reason = skip_reason(instance, self.manager.host, lost=lost)
         if reason:
             LOG.debug('Not checking %s for drift: %s', uuid, reason)
             return None
+        if lost:
+            end_lost(context, instance)
         try:
             guest = libvirt_adjust.live_resources(self.driver, instance)
         except exception.InstanceNotFound:

@@ -55,7 +55,7 @@ class PlacementUnavailable(PlacementError):
     """Placement could not be reached or failed."""
 
 
-def _compute_node_rp(context, instance, allocations):
+def own_provider(context, instance, allocations):
     """The provider of the server's VCPU and MEMORY_MB where it runs.
 
     After an evacuation the allocation also holds the source host until
@@ -108,7 +108,7 @@ def _payload(context, instance, current, vcpus, memory_mb, only_increase):
     allocations = current.get('allocations') or {}
     if not allocations:
         return None, {}
-    rp_uuid = _compute_node_rp(context, instance, allocations)
+    rp_uuid = own_provider(context, instance, allocations)
     resources = dict(allocations.get(rp_uuid, {}).get('resources', {}))
     wanted = {}
     for rc, amount in ((orc.VCPU, vcpus), (orc.MEMORY_MB, memory_mb)):

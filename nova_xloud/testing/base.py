@@ -179,9 +179,11 @@ class MultiComputeBase(LiveAdjustBase):
     ``compute1`` is started by LiveAdjustBase; a test boots its servers
     there first, then starts the others with ``_start_computes`` so that
     every server starts on ``compute1``. Live migrations succeed: the fake
-    migration defines the source's migratable XML on the destination host
-    named in the libvirt URI, as Nova's LibvirtMigrationMixin does for one
-    server.
+    migration starts the destination XML Nova built on the host named in
+    the libvirt URI and, as real libvirt does with Nova's
+    ``VIR_MIGRATE_PERSIST_DEST``, keeps it defined there from the
+    ``persistent_xml`` Nova passes (the guest's live values), so that a
+    soft reboot or a stop after the move finds a persistent domain.
     """
 
     def setUp(self):
@@ -198,8 +200,13 @@ class MultiComputeBase(LiveAdjustBase):
         return self.computes[host].driver._host.get_connection()
 
     def _fake_live_migration(self, domain, destination, params, flags):
-        dest = urllib.parse.urlparse(destination).hostname
-        self._connection(dest).createXML(params['destination_xml'], 0)
+        connection = self._connection(
+            urllib.parse.urlparse(destination).hostname)
+        if flags & nova_fakelibvirt.VIR_MIGRATE_PERSIST_DEST:
+            connection.defineXML(params.get(
+                'persistent_xml', params['destination_xml'])).create()
+        else:
+            connection.createXML(params['destination_xml'], 0)
         domain.complete_job()
 
     def _domain_on(self, host, server):

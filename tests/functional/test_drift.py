@@ -18,15 +18,19 @@ behind the records, a guest changed with what ``virsh setvcpus`` /
 as the compute's periodic loop would.
 """
 
+import datetime
 from importlib import metadata
+from unittest import mock
 
 from lxml import etree
 from nova import context as nova_context
 from nova import objects
 from oslo_concurrency import lockutils
+from oslo_utils import timeutils
 from oslo_utils import units
 
 from nova_xloud.compute import drift
+from nova_xloud.compute import rpcapi
 from nova_xloud import records
 from nova_xloud.testing import base
 
@@ -253,6 +257,36 @@ class DriftRepairTestCase(DriftTestBase):
             records.LAST_STATUS: records.STATUS_SUCCESS}))
         self._run_periodic()
         self.assertEqual((3, 1024), self._records(self.server))
+
+    def test_a_lost_adjustment_ends_in_error_and_frees_its_claim(self):
+        # The cast never reaches the compute: the adjustment stays pending
+        # with the allocation the API raised for it.
+        with mock.patch.object(rpcapi.XloudComputeAPI, 'adjust'):
+            self._post(self.server, {'current_vcpus': 3})
+        self.assertEqual('pending', self._show(self.server)['last_status'])
+        self.assertEqual(((2, 1024), (2, 1024), (3, 1024)),
+                         self._state(self.server))
+        self._run_periodic()
+        self.assertEqual('pending', self._show(self.server)['last_status'])
+        self.assertEqual((3, 1024), self._allocation(self.server))
+
+        # Past [xloud] lost_adjustment_timeout (600 s).
+        timeutils.set_time_override(
+            timeutils.utcnow() + datetime.timedelta(seconds=601))
+        try:
+            self._run_periodic()
+        finally:
+            timeutils.clear_time_override()
+        shown = self._show(self.server)
+        self.assertEqual('error', shown['last_status'])
+        self.assertIn('did not finish this adjustment within 600 s',
+                      shown['last_message'])
+        self.assertEqual(((2, 1024), (2, 1024), (2, 1024)),
+                         self._state(self.server))
+        # The next adjustment is applied as usual.
+        self._adjust(self.server, current_vcpus=3)
+        self.assertEqual(((3, 1024), (3, 1024), (3, 1024)),
+                         self._state(self.server))
 
     def test_skips_a_server_that_is_not_active(self):
         self._outside_nova(self.server, vcpus=3)

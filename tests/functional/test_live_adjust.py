@@ -366,6 +366,19 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self._reboot_server(server, hard=False)
         self._assert_state(server, (4, 4096), persisted=False)
 
+    def test_pause_and_suspend_keep_what_is_not_persisted(self):
+        server = self._persisted_then_transient()
+        for stop, start, status in (('pause', 'unpause', 'PAUSED'),
+                                    ('suspend', 'resume', 'SUSPENDED')):
+            self.admin_api.post_server_action(server['id'], {stop: None})
+            self._wait_for_state_change(server, status)
+            self.admin_api.post_server_action(server['id'], {start: None})
+            self._wait_for_state_change(server, 'ACTIVE')
+            self._assert_state(server, (4, 4096), persisted=False)
+        # What a hard reboot brings back is still the persisted values.
+        self._reboot_server(server, hard=True)
+        self._assert_state(server, (3, 2048))
+
     def test_host_reboot_resume(self):
         server = self._boot()
         self._adjust(server, current_vcpus=3, current_memory_mb=2048)

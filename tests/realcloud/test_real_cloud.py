@@ -191,7 +191,24 @@ class RealCloudTest(testtools.TestCase):
                             high_cpu, low_mem, current_vcpus=high_cpu)
         self.assertViews(server_id, high_cpu, low_mem)
 
-        # Stop + start: what a resize costs the guest.
+        # Suspend + resume: QEMU's saved state brings the guest back as it
+        # ran, with what was not persisted.
+        self.adjust_and_see(server_id, 'adjust up (memory, not persisted)',
+                            high_cpu, high_mem, current_memory_mb=high_mem,
+                            persist=False)
+        self.assertViews(server_id, high_cpu, high_mem)
+        before = self.driver.last_report(server_id)
+        start = scenario.monotonic()
+        self.driver.action(server_id, {'suspend': None})
+        self.driver.wait_status(server_id, 'SUSPENDED')
+        self.driver.action(server_id, {'resume': None})
+        self.driver.wait_status(server_id, 'ACTIVE')
+        self.driver.wait_guest(server_id, high_cpu, high_mem, after=before)
+        self.timings.append(('suspend + resume', scenario.monotonic() - start))
+        self.assertViews(server_id, high_cpu, high_mem)
+
+        # Stop + start: what a resize costs the guest; the start boots the
+        # persisted values.
         before = self.driver.last_report(server_id)
         start = scenario.monotonic()
         self.driver.action(server_id, {'os-stop': None})

@@ -28,5 +28,8 @@ class GeneratorsTestCase(testtools.TestCase):
         for action in ('update', 'show'):
             self.assertIn('\n#"os_compute_api:os-xloud-adjust:%s": '
                           '"rule:context_is_admin"\n' % action, out)
-        self.assertIn('# POST  /os-xloud-adjust/{server_id}', out)
+        for path in ('/os-xloud-adjust/{server_id}',
+                     '/servers/{server_id}/os-xloud-adjust'):
+            self.assertIn('# POST  %s' % path, out)
+            self.assertIn('# GET  %s' % path, out)
         self.assertIn('# Intended scope(s): project', out)

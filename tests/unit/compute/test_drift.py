@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import datetime
 from unittest import mock
 
 import fixtures
@@ -21,6 +22,7 @@ from nova.tests.unit import fake_instance
 from oslo_concurrency import lockutils
 from oslo_config import cfg
 from oslo_service import periodic_task
+from oslo_utils import fixture as utils_fixture
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_xloud.compute import drift
@@ -122,6 +124,11 @@ class SkipReasonTestCase(test.NoDBTestCase):
             records.LAST_STATUS: records.STATUS_PENDING})
         self.assertEqual('an adjustment is pending',
                          drift.skip_reason(instance, 'compute1'))
+
+    def test_lost_pending_adjustment_is_checked(self):
+        instance = self._instance(sysmeta={
+            records.LAST_STATUS: records.STATUS_PENDING})
+        self.assertIsNone(drift.skip_reason(instance, 'compute1', lost=True))
 
     def test_never_adjusted_without_the_specs(self):
         instance = self._instance(
@@ -328,3 +335,58 @@ class CheckLockedTestCase(test.NoDBTestCase):
         self.assertIsNone(self.repairer._check_locked(
             self.ctxt, self.instance.uuid))
         live.assert_not_called()
+
+
+class LostAdjustmentTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = context.get_admin_context()
+        self.instance = fake_instance.fake_instance_obj(
+            self.ctxt, host='compute1', vm_state=vm_states.ACTIVE,
+            task_state=None,
+            flavor=test_live_adjust.make_flavor(minimum_cpu='2'))
+        self.instance.system_metadata = {
+            records.LAST_REQUEST_ID: 'req-1',
+            records.LAST_STATUS: records.STATUS_PENDING}
+        # utcnow() is naive; Nova's object times are aware.
+        self.now = datetime.datetime(2026, 11, 30, 12, 0, 0)
+        self.useFixture(utils_fixture.TimeFixture(self.now))
+        self.get_action = self.useFixture(fixtures.MockPatch(
+            'nova.objects.InstanceAction.get_by_request_id')).mock
+
+    def _started(self, seconds_ago):
+        self.get_action.return_value = mock.Mock(start_time=(
+            self.now - datetime.timedelta(seconds=seconds_ago)).replace(
+                tzinfo=datetime.timezone.utc))
+
+    def test_older_than_the_timeout_is_lost(self):
+        self._started(601)
+        self.assertTrue(drift.pending_is_lost(self.ctxt, self.instance))
+        self.get_action.assert_called_once_with(
+            self.ctxt, self.instance.uuid, 'req-1')
+
+    def test_younger_is_not(self):
+        self._started(599)
+        self.assertFalse(drift.pending_is_lost(self.ctxt, self.instance))
+
+    def test_zero_never_gives_up(self):
+        self.flags(lost_adjustment_timeout=0, group='xloud')
+        self._started(10 ** 6)
+        self.assertFalse(drift.pending_is_lost(self.ctxt, self.instance))
+        self.get_action.assert_not_called()
+
+    def test_without_an_action_or_request_it_is_not_lost(self):
+        self.get_action.return_value = None
+        self.assertFalse(drift.pending_is_lost(self.ctxt, self.instance))
+        del self.instance.system_metadata[records.LAST_REQUEST_ID]
+        self.assertFalse(drift.pending_is_lost(self.ctxt, self.instance))
+
+    def test_ending_it_records_an_error_naming_the_timeout(self):
+        update = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.store.update')).mock
+        drift.end_lost(self.ctxt, self.instance)
+        update.assert_called_once_with(
+            self.ctxt, self.instance, records.set_result, 'req-1',
+            records.STATUS_ERROR, drift.LOST_MESSAGE % 600)
+        self.assertIn('within 600 s', drift.LOST_MESSAGE % 600)
