@@ -20,7 +20,8 @@ allocation on the compute node provider, and sets both to what the guest
 has. It never changes the guest. Servers with a task in progress, not
 ACTIVE, with an adjustment pending or being applied are left for the next
 run; an adjustment pending for longer than ``lost_adjustment_timeout`` is
-ended in error as lost, and its server checked.
+ended in error as lost, and its server checked. A drift is repaired when
+two runs in a row see the guest the same.
 """
 
 import collections
@@ -69,6 +70,13 @@ LOST_MESSAGE = ('nova-compute did not finish this adjustment within %d s;'
                 ' allocation to what the guest has')
 
 _registered = set()
+
+# What each server's guest had at the last run that found it drifted, by
+# server uuid. A drift is repaired only when the next run sees the guest
+# the same: a just-booted guest's balloon is still inflating to its target
+# (libvirt reports the balloon's actual size, the flavor's maximum at
+# first), and a repair then would record memory the guest is giving back.
+_seen_drifted = {}
 
 
 def plan_repair(guest, recorded, allocated, limits, claim_minimum=True):
@@ -293,9 +301,18 @@ class DriftRepairer(object):
                          'flavor': flavor.flavorid,
                          'fields': ', '.join(plan.ignored)})
         if plan.records is None and plan.allocation is None:
+            _seen_drifted.pop(uuid, None)
             # The allocation is right (again): an earlier failure is over.
             clear_stale_mark(context, instance)
             return plan
+        if _seen_drifted.get(uuid) != guest:
+            _seen_drifted[uuid] = guest
+            LOG.info('Server %(uuid)s: the guest has %(guest)s, not what '
+                     'its records or allocation say; repaired if the next '
+                     'drift check sees the same', {
+                         'uuid': uuid, 'guest': _describe(guest)})
+            return None
+        del _seen_drifted[uuid]
         self._repair(context, instance, plan)
         return plan
 

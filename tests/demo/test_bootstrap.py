@@ -102,8 +102,10 @@ class BootstrapTestCase(testtools.TestCase):
         first = nova_xloud('demo', '--venv', self.venv,
                            cwd=clone_after_pip_install(self.tmp))
         self._assert_demo_ran(first, release)
-        # Step by step what README.rst shows of a first run.
-        shown = readme.block_from('[demo] not in this environment')
+        # Step by step what README.rst shows of a first run (its first
+        # line, which names the default virtualenv, is not printed for
+        # --venv).
+        shown = readme.block_from('[demo] creating the virtualenv ')
         readme_venv = shown[0].rsplit(' ', 1)[-1]
         self.assertEqual(
             first_run_steps(shown, readme_venv, release),

@@ -22,6 +22,7 @@ import datetime
 from importlib import metadata
 from unittest import mock
 
+import fixtures
 from lxml import etree
 from nova import context as nova_context
 from nova import objects
@@ -43,12 +44,19 @@ class DriftTestBase(base.LiveAdjustBase):
         super().setUp()
         self.flags(notification_format='versioned', group='notifications')
         self.ctxt = nova_context.get_admin_context()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.compute.drift._seen_drifted', {}))
 
-    def _run_periodic(self):
-        """Run the drift repair task the compute manager registered."""
+    def _run_periodic(self, runs=2):
+        """Run the drift repair task the compute manager registered.
+
+        Twice by default: a drift is repaired when two runs in a row see
+        the guest the same.
+        """
         manager = self.computes[base.COMPUTE].manager
         task = dict(manager._periodic_tasks)[drift.TASK_NAME]
-        task(manager, self.ctxt)
+        for _run in range(runs):
+            task(manager, self.ctxt)
 
     def _adjust(self, server, **body):
         adjustment = self._post(server, body)['adjustment']
@@ -244,6 +252,21 @@ class DriftRepairTestCase(DriftTestBase):
 
         self._run_periodic()
         self.assertEqual((3, 1024), self._records(self.server))
+
+    def test_a_drift_is_repaired_when_the_next_run_sees_it_again(self):
+        self._outside_nova(self.server, memory_mb=3072)
+        self._run_periodic(runs=1)
+        self.assertEqual(((2, 3072), (2, 1024), (2, 1024)),
+                         self._state(self.server))
+        # The guest moved on (a balloon still settling after a boot): the
+        # next run only notes what it sees now.
+        self._outside_nova(self.server, memory_mb=2048)
+        self._run_periodic(runs=1)
+        self.assertEqual(((2, 2048), (2, 1024), (2, 1024)),
+                         self._state(self.server))
+        self._run_periodic(runs=1)
+        self.assertEqual(((2, 2048), (2, 2048), (2, 2048)),
+                         self._state(self.server))
 
     def test_skips_a_server_with_a_pending_adjustment(self):
         self._outside_nova(self.server, vcpus=3)

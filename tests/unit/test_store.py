@@ -11,7 +11,9 @@
 # under the License.
 
 import threading
+from unittest import mock
 
+import fixtures
 from nova import context as nova_context
 from nova.db.main import api as db
 from nova import exception
@@ -23,7 +25,7 @@ from nova_xloud import records
 from nova_xloud import store
 
 
-class StoreTestCase(test.TestCase):
+class StoreTestBase(test.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -39,6 +41,9 @@ class StoreTestCase(test.TestCase):
 
     def _stored(self, uuid=uuids.instance):
         return db.instance_system_metadata_get(self.ctxt, uuid)
+
+
+class StoreTestCase(StoreTestBase):
 
     def test_writes_only_changed_records(self):
         def change(view):
@@ -152,6 +157,41 @@ class StoreTestCase(test.TestCase):
             thread.join()
         self.assertEqual(list(range(1, 21)), sorted(numbers))
         self.assertEqual('20', self._stored()['xloud_adjust_seq'])
+
+
+class StoreWithoutDatabaseTestCase(StoreTestBase):
+    """nova-compute: the objects reach the database through conductor."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.store._database_here', return_value=False))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.store._update_once',
+            side_effect=AssertionError('no database in nova-compute')))
+
+    def test_writes_through_a_fresh_copy_and_keeps_the_callers_changes(self):
+        # The caller holds changes Nova has not saved (yet).
+        self.instance.task_state = 'resize_prep'
+        other = objects.Instance.get_by_uuid(
+            self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
+        store.update(self.ctxt, other, records.start_adjustment, 'req-1')
+        self.assertEqual(2, store.update(self.ctxt, self.instance,
+                                         records.start_adjustment, 'req-2'))
+        stored = self._stored()
+        self.assertEqual(('img', '2', 'req-2', 'pending'), (
+            stored['image_base_image_ref'], stored['xloud_adjust_seq'],
+            stored['xloud_last_request_id'], stored['xloud_last_status']))
+        self.assertIsNone(objects.Instance.get_by_uuid(
+            self.ctxt, uuids.instance).task_state)
+        self.assertEqual('2', self.instance.system_metadata[
+            'xloud_adjust_seq'])
+        self.assertEqual({'task_state'}, self.instance.obj_what_changed())
+
+    def test_nothing_changed_saves_nothing(self):
+        with mock.patch.object(objects.Instance, 'save') as save:
+            store.update(self.ctxt, self.instance, lambda view: None)
+        save.assert_not_called()
 
 
 class StoreCellTestCase(test.TestCase):
