@@ -243,6 +243,9 @@ class DriftRepairer(object):
         instances = objects.InstanceList.get_by_host(
             context, self.manager.host,
             expected_attrs=['system_metadata', 'flavor'])
+        # Forget what was seen of servers that left this host.
+        for uuid in set(_seen_drifted) - {i.uuid for i in instances}:
+            _seen_drifted.pop(uuid, None)
         for instance in instances:
             if skip_reason(instance, self.manager.host, lost=True):
                 continue

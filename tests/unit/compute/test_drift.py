@@ -240,6 +240,20 @@ class CheckTestCase(test.NoDBTestCase):
         self.assertEqual([mock.call('ctxt', uuids.first),
                           mock.call('ctxt', uuids.second)], m.call_args_list)
 
+    def test_forgets_what_it_saw_of_servers_that_left(self):
+        seen = {uuids.here: 'seen', uuids.gone: 'seen'}
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.compute.drift._seen_drifted', seen))
+        here = mock.Mock(uuid=uuids.here)
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.InstanceList.get_by_host', return_value=[here]))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.compute.drift.skip_reason', return_value='skipped'))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.libvirt_adjust.is_libvirt', return_value=True))
+        drift.DriftRepairer(mock.Mock(host='compute1')).run('ctxt')
+        self.assertEqual({uuids.here: 'seen'}, seen)
+
     def test_other_drivers_are_not_checked(self):
         manager = mock.Mock(host='compute1')
         with mock.patch('nova.objects.InstanceList.get_by_host') as m:
