@@ -148,11 +148,16 @@ def _update_once(context, instance, change, args, kwargs):
     _lock_instance(context, instance.uuid)
     rows = _select_records(context, instance.uuid)
     old = {key: value for key, (_id, value) in rows.items()}
-    view = _view(instance, dict(old))
-    result = change(view, *args, **kwargs)
-    changes = _changes(old, view.system_metadata)
+    result, changes = _apply(instance, old, change, args, kwargs)
     _write(context, instance.uuid, rows, changes)
     return result, old, changes
+
+
+def _apply(instance, old, change, args, kwargs):
+    """(what change returned, {key: new value or None}) for records old."""
+    view = _view(instance, dict(old))
+    result = change(view, *args, **kwargs)
+    return result, _changes(old, view.system_metadata)
 
 
 def _show_in_memory(instance, old, changes):
@@ -220,9 +225,7 @@ def _update_through_conductor(context, instance, change, args, kwargs):
             context, instance.uuid, expected_attrs=['system_metadata'])
         old = {key: value for key, value in fresh.system_metadata.items()
                if key.startswith(records.PREFIX)}
-        view = _view(instance, dict(old))
-        result = change(view, *args, **kwargs)
-        changes = _changes(old, view.system_metadata)
+        result, changes = _apply(instance, old, change, args, kwargs)
         if changes:
             for key, value in changes.items():
                 if value is None:
