@@ -55,6 +55,23 @@ Seconds nova-api waits for a server's compute service to answer the live
 adjust probe (which tells whether it runs nova-xloud and has a usable memory
 balloon) before it refuses the adjustment with HTTP 409.
 """),
+    cfg.IntOpt(
+        'compute_info_cache_seconds',
+        default=60,
+        min=0,
+        help="""
+Seconds nova-api keeps a compute's answer to the live adjust probe.
+
+What a compute supports (whether it runs nova-xloud, whether its guests
+have a usable memory balloon) changes only when it restarts, so nova-api
+asks each compute once and reuses the answer for this long instead of
+making an RPC round trip per adjustment. Whether the compute service is up
+is still read on every request, so a down compute is refused at once. A
+compute restarted without nova-xloud, or with a different balloon setting,
+is seen once the answer expires; an adjustment accepted for it before then
+stays ``pending`` (nothing on that compute records its result). 0 asks on
+every request. Set it on nova-api.
+"""),
     cfg.BoolOpt(
         'repair_drift',
         default=True,

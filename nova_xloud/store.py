@@ -14,30 +14,31 @@
 
 Instance.save() writes an instance's whole system_metadata, so writers
 working on copies of it lose each other's changes. The ``xloud_*`` records
-are written here instead, in the instance's cell database, one transaction
-per change that:
+are written here instead, as a compare-and-swap on all of them:
 
-* holds the instance's row (SELECT ... FOR UPDATE), so that writers of one
-  server in several processes take turns on MySQL/MariaDB, and a lock per
-  server in this process, whose threads share one connection on sqlite;
-  different servers never wait for each other;
-* reads only the ``xloud_*`` rows, lets a pure function (records.py) change
-  them as a dict, and writes only the keys that changed, each conditional
-  on the value it read (compare-and-swap); when one finds its row changed
-  meanwhile (a whole-dict Instance.save() by Nova), the change is retried
-  from a fresh read, a bounded number of times.
+* update() lets a pure function (records.py) change the records as a dict,
+  starting from what the caller's instance shows, and asks swap() to write
+  only the keys that changed, if the stored records still equal what the
+  function saw; when they do not, it runs the function again on the stored
+  records that swap() returned, a bounded number of times;
+* swap() runs in the instance's cell database in one transaction that
+  holds the instance's row (SELECT ... FOR UPDATE), so that writers of one
+  server in several processes take turns on MySQL/MariaDB, and writes each
+  key conditional on the value it read (a whole-dict Instance.save() by
+  Nova in between makes it start again). A lock per server in this process
+  serialises its threads, which share one connection on sqlite; different
+  servers never wait for each other.
+
+nova-compute has no database access: there swap() runs in nova-conductor,
+through the conductor endpoint of nova-xloud (conductor/). A conductor
+without it (not upgraded yet) is told apart, logged, and served by a
+load-compare-save through Nova's own conductor calls, which is not atomic.
 
 After a write the in-memory instance shows the new values and counts them
 as saved, so a later Instance.save() neither rewrites nor deletes them.
-
-nova-compute has no database access: there the change is applied to a copy
-of the instance loaded through nova-conductor just before, and saved with
-Instance.save(), which writes the copy's whole system_metadata. That write
-is not conditional: an API write of the same server landing between the
-load and the save (milliseconds) is overwritten. The adjustment's sequence
-check and drift repair make such a loss show and heal; a conductor-side
-hook that runs the atomic write is the fix (see the README).
 """
+
+import functools
 
 from oslo_concurrency import lockutils
 from oslo_db import api as oslo_db_api
@@ -50,6 +51,7 @@ from nova.db.main import models
 from nova import exception
 from nova import objects
 
+from nova_xloud.conductor import rpcapi as conductor_rpcapi
 from nova_xloud import records
 
 LOG = logging.getLogger(__name__)
@@ -66,7 +68,14 @@ class RecordsConflict(exception.NovaException):
 
 
 class _Changed(Exception):
-    """A row was changed by another writer since this transaction read it."""
+    """The stored records are not what the writer saw.
+
+    ``stored`` holds them when this transaction read them, else None.
+    """
+
+    def __init__(self, stored=None):
+        super(_Changed, self).__init__()
+        self.stored = stored
 
 
 def _lock_name(uuid):
@@ -124,7 +133,8 @@ def _write(context, uuid, rows, changes):
         statement = _write_statement(uuid, key, rows.get(key), changes[key],
                                      now)
         if context.session.execute(statement).rowcount != 1:
-            raise _Changed(key)
+            # Another writer's whole-dict save landed since the read.
+            raise _Changed()
 
 
 def _changes(old, new):
@@ -142,15 +152,16 @@ def _view(instance, values):
         if instance.obj_attr_is_set('old_flavor') else None)
 
 
-@oslo_db_api.wrap_db_retry(max_retries=5, retry_on_deadlock=True)
-@main_db.pick_context_manager_writer
-def _update_once(context, instance, change, args, kwargs):
-    _lock_instance(context, instance.uuid)
-    rows = _select_records(context, instance.uuid)
-    old = {key: value for key, (_id, value) in rows.items()}
-    result, changes = _apply(instance, old, change, args, kwargs)
-    _write(context, instance.uuid, rows, changes)
-    return result, old, changes
+def _records_of(system_metadata):
+    return {key: value for key, value in system_metadata.items()
+            if key.startswith(records.PREFIX)}
+
+
+def _in_memory(instance):
+    """The records as the caller's instance shows them, as a first guess."""
+    if not instance.obj_attr_is_set('system_metadata'):
+        return {}
+    return _records_of(instance.system_metadata)
 
 
 def _apply(instance, old, change, args, kwargs):
@@ -193,21 +204,48 @@ def update(context, instance, change, *args, **kwargs):
     :raises: RecordsConflict when the records kept changing under it;
         InstanceNotFound
     """
-    if not _database_here():
-        return _update_through_conductor(context, instance, change, args,
-                                         kwargs)
     with lockutils.lock(_lock_name(instance.uuid)):
+        seen = _in_memory(instance)
         for _attempt in range(MAX_ATTEMPTS):
-            try:
-                result, old, changes = _update_once(context, instance, change,
-                                                    args, kwargs)
-            except _Changed as e:
-                LOG.debug('Record %(key)s of %(uuid)s changed meanwhile; '
-                          'trying again', {'key': e, 'uuid': instance.uuid})
-                continue
-            _show_in_memory(instance, old, changes)
-            return result
+            result, changes = _apply(instance, seen, change, args, kwargs)
+            swapped, stored = _swap_here_or_in_conductor(
+                context, instance.uuid, seen, changes)
+            if swapped:
+                _show_in_memory(instance, seen, changes)
+                return result
+            LOG.debug('The records of %s were not what this writer saw; '
+                      'trying again on the stored ones', instance.uuid)
+            seen = stored
     raise RecordsConflict(uuid=instance.uuid, attempts=MAX_ATTEMPTS)
+
+
+@oslo_db_api.wrap_db_retry(max_retries=5, retry_on_deadlock=True)
+@main_db.pick_context_manager_writer
+def _swap_once(context, uuid, expected, changes):
+    _lock_instance(context, uuid)
+    rows = _select_records(context, uuid)
+    stored = {key: value for key, (_id, value) in rows.items()}
+    if stored != expected:
+        raise _Changed(stored)
+    _write(context, uuid, rows, changes)
+
+
+def swap(context, uuid, expected, changes):
+    """Write changes if the stored records equal expected, atomically.
+
+    Runs where the database is: nova-api, and nova-conductor on behalf of
+    nova-compute (conductor/endpoint.py).
+
+    :param expected: every ``xloud_*`` record, as the writer saw them
+    :param changes: {key: new value, or None to delete}
+    :returns: (True, None) once written, else (False, the stored records)
+    :raises: InstanceNotFound
+    """
+    try:
+        _swap_once(context, uuid, expected, changes)
+    except _Changed as e:
+        return False, read(context, uuid) if e.stored is None else e.stored
+    return True, None
 
 
 def _database_here():
@@ -215,26 +253,55 @@ def _database_here():
     return not main_db.DISABLE_DB_ACCESS
 
 
-def _update_through_conductor(context, instance, change, args, kwargs):
-    """update() where this process has no database (nova-compute)."""
-    with lockutils.lock(_lock_name(instance.uuid)):
-        # A copy: the caller's instance may carry changes Nova has not
-        # saved yet (a new flavor during a resize), which must not be
-        # written or lost here.
-        fresh = objects.Instance.get_by_uuid(
-            context, instance.uuid, expected_attrs=['system_metadata'])
-        old = {key: value for key, value in fresh.system_metadata.items()
-               if key.startswith(records.PREFIX)}
-        result, changes = _apply(instance, old, change, args, kwargs)
-        if changes:
-            for key, value in changes.items():
-                if value is None:
-                    fresh.system_metadata.pop(key, None)
-                else:
-                    fresh.system_metadata[key] = value
-            fresh.save()
-        _show_in_memory(instance, old, changes)
-        return result
+def _swap_here_or_in_conductor(context, uuid, expected, changes):
+    if _database_here():
+        return swap(context, uuid, expected, changes)
+    try:
+        return _conductor_api().swap_records(context, uuid, expected,
+                                             changes)
+    except Exception as e:
+        if not conductor_rpcapi.endpoint_missing(e):
+            raise
+        LOG.debug('Conductor refused swap_records: %s', e)
+        _warn_conductor_without_endpoint()
+    return _load_compare_save(context, uuid, expected, changes)
+
+
+@functools.lru_cache(maxsize=None)
+def _conductor_api():
+    # Built on first use, once the process has set up its RPC transport.
+    return conductor_rpcapi.XloudConductorAPI()
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_conductor_without_endpoint():
+    """Logged once per process."""
+    LOG.warning('nova-conductor does not run nova-xloud: this compute '
+                'writes the live adjust records by loading and saving the '
+                'server through Nova\'s conductor calls, which is not '
+                'atomic. Install nova-xloud and the patch series on every '
+                'nova-conductor.')
+
+
+def _load_compare_save(context, uuid, expected, changes):
+    """swap() through Nova's own conductor calls, for an older conductor.
+
+    Not atomic: a write by another process between the load and the save
+    is overwritten.
+    """
+    fresh = objects.Instance.get_by_uuid(
+        context, uuid, expected_attrs=['system_metadata'])
+    stored = _records_of(fresh.system_metadata)
+    if stored != expected:
+        return False, stored
+    for key, value in changes.items():
+        if value is None:
+            fresh.system_metadata.pop(key, None)
+        else:
+            fresh.system_metadata[key] = value
+    if changes:
+        fresh.save()
+    return True, None
 
 
 @main_db.pick_context_manager_reader

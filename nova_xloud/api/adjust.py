@@ -157,7 +157,7 @@ class AdjustController(wsgi.Controller):
             raise _conflict(_('The compute service on host %s is down.')
                             % host)
         try:
-            info = self.rpcapi.describe_host(context, host)
+            info = self.rpcapi.describe_host_cached(context, host)
         except messaging.MessagingTimeout:
             raise _conflict(_('The compute service on host %s did not '
                               'answer in time.') % host)

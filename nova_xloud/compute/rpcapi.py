@@ -18,6 +18,9 @@ untouched. A compute that does not run nova-xloud has no endpoint in that
 namespace and answers the probe with UnsupportedVersion.
 """
 
+import threading
+import time
+
 import oslo_messaging as messaging
 
 from nova.compute import rpcapi as compute_rpcapi
@@ -40,6 +43,8 @@ class XloudComputeAPI(object):
 
     def __init__(self):
         self._client = None
+        self._described = {}
+        self._described_lock = threading.Lock()
 
     @property
     def client(self):
@@ -63,6 +68,23 @@ class XloudComputeAPI(object):
             server=host, version=VERSION,
             timeout=timeout or conf.CONF.xloud.describe_timeout)
         return cctxt.call(ctxt, 'describe_host')
+
+    def describe_host_cached(self, ctxt, host):
+        """describe_host, answered from what the host said lately.
+
+        Kept ``[xloud] compute_info_cache_seconds``; failures are not
+        kept, so a compute without nova-xloud is asked every time.
+        """
+        keep = conf.CONF.xloud.compute_info_cache_seconds
+        now = time.monotonic()
+        with self._described_lock:
+            told = self._described.get(host)
+        if keep and told is not None and now - told[0] < keep:
+            return told[1]
+        info = self.describe_host(ctxt, host)
+        with self._described_lock:
+            self._described[host] = (now, info)
+        return info
 
     def adjust(self, ctxt, instance, vcpus, memory_mb, persist, sequence):
         """Cast an adjustment to the instance's compute."""

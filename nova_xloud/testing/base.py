@@ -27,11 +27,14 @@ import fixtures
 from lxml import etree
 from nova.api.openstack.compute import routes as nova_routes
 from nova.compute import manager as compute_manager
+from nova.conductor import manager as conductor_manager
 from nova.tests.fixtures import libvirt as nova_fakelibvirt
 from nova.tests.functional.libvirt import base
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_utils import units
 
+from nova_xloud.conductor import endpoint
+from nova_xloud import store
 from nova_xloud.testing import fakelibvirt
 
 ADJUST_URL = '/os-xloud-adjust/%s'
@@ -63,16 +66,19 @@ class XloudPluginsFixture(fixtures.Fixture):
     """Load our plugins through the hooks' entry points, afresh per test.
 
     The hooks cache their plugins once per process; the caches are cleared
-    so each test sees the installed entry points (and a test may take the
-    RPC endpoint away to play a compute that does not run nova-xloud).
+    so each test sees the installed entry points (and a test may take an
+    RPC endpoint away to play a compute or a conductor that does not run
+    nova-xloud).
     """
 
-    def __init__(self, endpoints=True):
+    def __init__(self, endpoints=True, conductor_endpoint=True):
         self.endpoints = endpoints
+        self.conductor_endpoint = conductor_endpoint
 
     def _setUp(self):
         for func in (nova_routes._plugin_routes,
                      compute_manager._rpc_endpoint_plugins,
+                     conductor_manager._rpc_endpoint_plugins,
                      libvirt_driver._guest_config_hooks):
             func.cache_clear()
             self.addCleanup(func.cache_clear)
@@ -80,6 +86,38 @@ class XloudPluginsFixture(fixtures.Fixture):
             self.useFixture(fixtures.MockPatch(
                 'nova.compute.manager._rpc_endpoint_plugins',
                 return_value=[]))
+        if not self.conductor_endpoint:
+            self.useFixture(fixtures.MockPatch(
+                'nova.conductor.manager._rpc_endpoint_plugins',
+                return_value=[]))
+
+
+class ComputeWithoutDatabaseFixture(fixtures.Fixture):
+    """Every records write goes through nova-conductor, as in nova-compute.
+
+    The in-process services share one database connection; this makes the
+    records store act as it does where there is none, so the writes take
+    the conductor hook, the RPC namespace and its serialisation. The
+    conductor endpoint's calls are counted in ``swaps``.
+    """
+
+    def _setUp(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.store._database_here', return_value=False))
+        store._conductor_api.cache_clear()
+        self.addCleanup(store._conductor_api.cache_clear)
+        store._warn_conductor_without_endpoint.cache_clear()
+        self.addCleanup(store._warn_conductor_without_endpoint.cache_clear)
+        self.swaps = []
+        real = endpoint.XloudConductorEndpoint.swap_records
+
+        def counted(endpoint_self, context, instance_uuid, expected,
+                    changes):
+            self.swaps.append(instance_uuid)
+            return real(endpoint_self, context, instance_uuid, expected,
+                        changes)
+        self.useFixture(fixtures.MockPatchObject(
+            endpoint.XloudConductorEndpoint, 'swap_records', counted))
 
 
 class LiveAdjustBase(ServersTestBase):
@@ -87,11 +125,14 @@ class LiveAdjustBase(ServersTestBase):
 
     microversion = '2.84'
     XLOUD_ENDPOINT = True
+    XLOUD_CONDUCTOR_ENDPOINT = True
     EVENT_TIMEOUT = 20
 
     def setUp(self):
         # Before the API fixture builds the router through the hook.
-        self.useFixture(XloudPluginsFixture(endpoints=self.XLOUD_ENDPOINT))
+        self.useFixture(XloudPluginsFixture(
+            endpoints=self.XLOUD_ENDPOINT,
+            conductor_endpoint=self.XLOUD_CONDUCTOR_ENDPOINT))
         super().setUp()
         self.libvirt_ext = self.useFixture(
             fakelibvirt.LiveResizeLibvirtFixture())

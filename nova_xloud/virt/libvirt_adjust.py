@@ -250,6 +250,10 @@ def apply_records(instance, flavor, image_meta, guest):
     adjustment is undone by this boot, the placement allocation is set back
     to the boot values (best effort).
     """
+    if resources.is_rescuing(instance):
+        # The rescue domain keeps the live values (current_resources) and
+        # unrescue restores the domain saved before: nothing to drop.
+        return
     previous = records.live(instance, flavor)
     dropped = records.forget_stale_persisted(instance, flavor)
     dropped = records.forget_live(instance) or dropped

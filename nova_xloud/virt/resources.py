@@ -22,6 +22,7 @@ metadata is writable by the tenant and is never read here.
 import collections
 import re
 
+from nova.compute import task_states
 from nova.db import constants as db_const
 from nova import exception
 from oslo_log import log as logging
@@ -211,7 +212,21 @@ def current_resources(instance, flavor):
     the live adjust API under CURRENT_VCPUS_KEY and CURRENT_MEMORY_MB_KEY in
     instance.system_metadata (never server metadata) when they were stored
     for this flavor and are in its range, else the flavor minimum.
+
+    A rescue domain starts with what the guest has now, its live values
+    when it has some: unrescue restores the domain saved before the
+    rescue, which has them, so a rescue changes nothing that the records
+    or placement hold.
     """
     # Imported here: records builds on this module.
     from nova_xloud import records
+    if is_rescuing(instance):
+        live = records.live(instance, flavor)
+        if live is not None:
+            return live
     return records.boot_resources(instance, flavor)
+
+
+def is_rescuing(instance):
+    return instance.obj_attr_is_set('task_state') and (
+        instance.task_state == task_states.RESCUING)

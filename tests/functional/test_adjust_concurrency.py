@@ -268,6 +268,25 @@ class ConcurrentAdjustTestCase(AdjustTestBase):
             self.assertEqual(2, self._sequence(server))
 
 
+class ConcurrentThroughConductorTestCase(ConcurrentAdjustTestCase):
+    """The same, with every records write made by nova-conductor.
+
+    As where nova-compute (and here nova-api too) has no database: the
+    compare-and-swap runs in the conductor endpoint, and a refused swap is
+    worked out again on the records it returns.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.conductor = self.useFixture(
+            base.ComputeWithoutDatabaseFixture())
+
+    def _check(self, server, responses):
+        super()._check(server, responses)
+        # Every start, and at least the last adjustment's result.
+        self.assertGreater(len(self.conductor.swaps), len(responses))
+
+
 class PlacementFaultsTestCase(AdjustTestBase):
 
     def setUp(self):

@@ -23,6 +23,8 @@ import os
 import threading
 import time
 
+import fixtures
+import nova.conf
 from nova import context as nova_context
 from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
@@ -32,6 +34,7 @@ from oslo_utils import units
 
 from nova_xloud.api import compat
 from nova_xloud.api.schemas import adjust as schema
+from nova_xloud.compute import endpoint
 from nova_xloud import records
 from nova_xloud.testing import base
 from tests import readme
@@ -379,6 +382,34 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self._reboot_server(server, hard=True)
         self._assert_state(server, (3, 2048))
 
+    def _rescue(self, server):
+        # The fake image backend makes no instance directory, where the
+        # driver saves the domain for unrescue.
+        os.makedirs(os.path.join(nova.conf.CONF.instances_path,
+                                 server['id']), exist_ok=True)
+        self.admin_api.post_server_action(server['id'], {'rescue': None})
+        self._wait_for_state_change(server, 'RESCUE')
+
+    def test_rescue_and_unrescue_keep_what_is_not_persisted(self):
+        server = self._persisted_then_transient()
+        self._rescue(server)
+        # The rescue domain starts with what the guest had.
+        self.assertEqual(('4', str(4096 * units.Ki)), self._boot_xml(server))
+        self._assert_state(server, (4, 4096), persisted=False)
+        self.admin_api.post_server_action(server['id'], {'unrescue': None})
+        self._wait_for_state_change(server, 'ACTIVE')
+        self._assert_state(server, (4, 4096), persisted=False)
+        self._reboot_server(server, hard=True)
+        self._assert_booted_with(server, (3, 2048))
+
+    def test_rescue_of_a_server_never_adjusted(self):
+        server = self._boot()
+        self._rescue(server)
+        self._assert_booted_with(server, (2, 1024))
+        self.admin_api.post_server_action(server['id'], {'unrescue': None})
+        self._wait_for_state_change(server, 'ACTIVE')
+        self._assert_state(server, (2, 1024))
+
     def test_host_reboot_resume(self):
         server = self._boot()
         self._adjust(server, current_vcpus=3, current_memory_mb=2048)
@@ -649,11 +680,30 @@ class LiveAdjustRefusedTestCase(LiveAdjustTestBase):
         self._refused(409, self.server, {'current_vcpus': 3}, 'PAUSED')
 
     def test_compute_down(self):
+        # Even with what the compute said a moment ago in the cache.
+        self._adjust(self.server, current_vcpus=3)
         self.computes['compute1'].stop()
         self.admin_api.put_service_force_down(
             self.admin_api.get_services(binary='nova-compute')[0]['id'],
             True)
         self._refused(409, self.server, {'current_vcpus': 3}, 'is down')
+
+    def test_what_a_compute_supports_is_asked_once_per_period(self):
+        asked = []
+        real = endpoint.XloudComputeEndpoint.describe_host
+
+        def describe_host(endpoint_self, context):
+            asked.append(context.request_id)
+            return real(endpoint_self, context)
+        self.useFixture(fixtures.MockPatchObject(
+            endpoint.XloudComputeEndpoint, 'describe_host', describe_host))
+        self._adjust(self.server, current_vcpus=3)
+        self._adjust(self.server, current_memory_mb=2048)
+        self.assertEqual(1, len(asked))
+        self.flags(compute_info_cache_seconds=0, group='xloud')
+        self._adjust(self.server, current_vcpus=4)
+        self._adjust(self.server, current_vcpus=2)
+        self.assertEqual(3, len(asked))
 
     def test_no_memory_balloon(self):
         self.flags(mem_stats_period_seconds=0, group='libvirt')
@@ -685,6 +735,53 @@ class LiveAdjustUnpatchedComputeTestCase(LiveAdjustTestBase):
         self.assertEqual((2, 1024), self._allocation(server))
         # GET needs no compute.
         self.assertEqual((2, 1024), self._current(server))
+
+
+class ComputeWithoutDatabaseTestBase(LiveAdjustTestBase):
+    """nova-compute writes the records through nova-conductor."""
+
+    WARNING = 'nova-conductor does not run nova-xloud'
+
+    def setUp(self):
+        super().setUp()
+        self.conductor = self.useFixture(
+            base.ComputeWithoutDatabaseFixture())
+
+
+class LiveAdjustThroughConductorTestCase(ComputeWithoutDatabaseTestBase):
+
+    def test_adjust_and_hard_reboot_write_through_the_conductor(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=4, current_memory_mb=3072)
+        self._assert_state(server, (4, 3072))
+        self._adjust(server, current_vcpus=3, current_memory_mb=2048,
+                     persist=False)
+        self._assert_state(server, (3, 2048), persisted=False)
+        self.assertGreaterEqual(len(self.conductor.swaps), 4)
+        before_reboot = len(self.conductor.swaps)
+        # The rebuilt domain drops the live values: a write of the virt
+        # layer, through the conductor too.
+        self._reboot_server(server, hard=True)
+        self._assert_state(server, (4, 3072))
+        self.assertGreater(len(self.conductor.swaps), before_reboot)
+        self.assertEqual({server['id']}, set(self.conductor.swaps))
+        self.assertNotIn(self.WARNING, self.stdlog.logger.output)
+
+
+class LiveAdjustConductorWithoutEndpointTestCase(
+        ComputeWithoutDatabaseTestBase):
+
+    XLOUD_CONDUCTOR_ENDPOINT = False
+
+    def test_falls_back_to_load_and_save_and_warns_once(self):
+        server = self._boot()
+        self._adjust(server, current_vcpus=4, current_memory_mb=3072)
+        self._adjust(server, current_vcpus=3)
+        self._assert_state(server, (3, 3072))
+        shown = self._show(server)
+        self.assertEqual('success', shown['last_status'])
+        self.assertEqual([], self.conductor.swaps)
+        self.assertEqual(1, self.stdlog.logger.output.count(self.WARNING))
 
 
 def _assert_like_readme(test, shown, actual):

@@ -28,6 +28,7 @@ plain
     a flavor without the minimum specs, never adjusted.
 """
 
+import fixtures
 from nova.cmd import manage
 from nova.tests.fixtures import libvirt as nova_fakelibvirt
 from nova.tests.functional.api import client
@@ -212,6 +213,21 @@ class LiveMigrateTestCase(MovesTestBase):
         for server in servers.values():
             self._live_migrate_and_wait(server, host='compute3')
         self._assert_all(servers, GUEST_KEPT, host='compute3')
+
+    def test_block_migration(self):
+        # The fake hosts share one instances path: make each see its own,
+        # as block migration requires, with no disk file to copy.
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver'
+            '._check_shared_storage_test_file', return_value=False))
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.get_instance_disk_info',
+            return_value='[]'))
+        servers = self._boot_all()
+        self._start_computes('compute2')
+        for server in servers.values():
+            self._live_migrate_and_wait(server, block=True)
+        self._assert_all(servers, GUEST_KEPT, not_on='compute1')
 
 
 class EvacuateTestCase(MovesTestBase):

@@ -19,6 +19,8 @@ from nova.db.main import api as db
 from nova import exception
 from nova import objects
 from nova import test
+import oslo_messaging as messaging
+from oslo_serialization import jsonutils
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_xloud import records
@@ -41,6 +43,25 @@ class StoreTestBase(test.TestCase):
 
     def _stored(self, uuid=uuids.instance):
         return db.instance_system_metadata_get(self.ctxt, uuid)
+
+    def _assert_twenty_at_once_get_distinct_sequences(self):
+        numbers = []
+        copies = [objects.Instance.get_by_uuid(
+            self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
+            for _ in range(20)]
+
+        def start(index):
+            numbers.append(store.update(
+                self.ctxt, copies[index], records.start_adjustment,
+                'req-%d' % index))
+        threads = [threading.Thread(target=start, args=(n,))
+                   for n in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(list(range(1, 21)), sorted(numbers))
+        self.assertEqual('20', self._stored()['xloud_adjust_seq'])
 
 
 class StoreTestCase(StoreTestBase):
@@ -140,46 +161,101 @@ class StoreTestCase(StoreTestBase):
             self.ctxt, records.ALLOCATION_STALE))
 
     def test_concurrent_sequences_are_distinct(self):
-        numbers = []
-        copies = [objects.Instance.get_by_uuid(
-            self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
-            for _ in range(20)]
+        self._assert_twenty_at_once_get_distinct_sequences()
 
-        def start(index):
-            numbers.append(store.update(
-                self.ctxt, copies[index], records.start_adjustment,
-                'req-%d' % index))
-        threads = [threading.Thread(target=start, args=(n,))
-                   for n in range(20)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        self.assertEqual(list(range(1, 21)), sorted(numbers))
-        self.assertEqual('20', self._stored()['xloud_adjust_seq'])
+
+class StoreSwapTestCase(StoreTestBase):
+    """swap(): the compare-and-swap that runs where the database is."""
+
+    def test_writes_when_the_records_are_as_expected(self):
+        self.assertEqual((True, None), store.swap(
+            self.ctxt, uuids.instance, {'xloud_last_status': 'success'},
+            {'xloud_last_status': None, 'xloud_adjust_seq': '1'}))
+        self.assertEqual({'image_base_image_ref': 'img',
+                          'xloud_adjust_seq': '1'}, self._stored())
+
+    def test_returns_the_stored_records_when_they_differ(self):
+        for expected in ({}, {'xloud_last_status': 'error'},
+                         {'xloud_last_status': 'success',
+                          'xloud_adjust_seq': '1'}):
+            self.assertEqual(
+                (False, {'xloud_last_status': 'success'}),
+                store.swap(self.ctxt, uuids.instance, expected,
+                           {'xloud_adjust_seq': '9'}), expected)
+        self.assertNotIn('xloud_adjust_seq', self._stored())
+
+    def test_a_row_changed_after_the_read_writes_nothing(self):
+        # A whole-dict Instance.save() by Nova between the read and the
+        # conditional write: the transaction writes nothing and the
+        # records are read again.
+        real_write = store._write
+
+        def write_after_another_writer(context, uuid, rows, changes):
+            rows = dict(rows, xloud_last_status=(
+                rows['xloud_last_status'][0], 'not what is stored'))
+            return real_write(context, uuid, rows, changes)
+        with mock.patch.object(store, '_write',
+                               side_effect=write_after_another_writer):
+            self.assertEqual((False, {'xloud_last_status': 'success'}),
+                             store.swap(self.ctxt, uuids.instance,
+                                        {'xloud_last_status': 'success'},
+                                        {'xloud_adjust_seq': '1',
+                                         'xloud_last_status': 'pending'}))
+        self.assertEqual({'image_base_image_ref': 'img',
+                          'xloud_last_status': 'success'}, self._stored())
+
+    def test_unknown_instance(self):
+        self.assertRaises(exception.InstanceNotFound, store.swap,
+                          self.ctxt, uuids.missing, {}, {})
+
+
+class FakeConductor(object):
+    """The conductor endpoint, in this process, counting its calls."""
+
+    def __init__(self, error=None):
+        self.calls = []
+        self.error = error
+
+    def swap_records(self, ctxt, instance_uuid, expected, changes):
+        self.calls.append((instance_uuid, expected, changes))
+        if self.error is not None:
+            raise self.error
+        # Through JSON, as oslo.messaging sends it.
+        return list(jsonutils.loads(jsonutils.dumps(
+            store.swap(ctxt, instance_uuid, expected, changes))))
 
 
 class StoreWithoutDatabaseTestCase(StoreTestBase):
-    """nova-compute: the objects reach the database through conductor."""
+    """nova-compute: the records are written by nova-conductor."""
 
     def setUp(self):
         super().setUp()
         self.useFixture(fixtures.MockPatch(
             'nova_xloud.store._database_here', return_value=False))
-        self.useFixture(fixtures.MockPatch(
-            'nova_xloud.store._update_once',
-            side_effect=AssertionError('no database in nova-compute')))
+        store._warn_conductor_without_endpoint.cache_clear()
+        self.addCleanup(store._warn_conductor_without_endpoint.cache_clear)
 
-    def test_writes_through_a_fresh_copy_and_keeps_the_callers_changes(self):
+        self.conductor = FakeConductor()
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.store._conductor_api', return_value=self.conductor))
+
+    def _conductor(self, error=None):
+        self.conductor.error = error
+        return self.conductor
+
+    def test_written_by_the_conductor_keeping_the_callers_changes(self):
+        conductor = self._conductor()
         # The caller holds changes Nova has not saved (yet).
         self.instance.task_state = 'resize_prep'
         other = objects.Instance.get_by_uuid(
             self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
-        store.update(self.ctxt, other, records.start_adjustment, 'req-1')
-        self.assertEqual(2, store.update(self.ctxt, self.instance,
-                                         records.start_adjustment, 'req-2'))
+        with mock.patch.object(objects.Instance, 'save') as save:
+            store.update(self.ctxt, other, records.start_adjustment, 'r1')
+            self.assertEqual(2, store.update(
+                self.ctxt, self.instance, records.start_adjustment, 'r2'))
+        save.assert_not_called()
         stored = self._stored()
-        self.assertEqual(('img', '2', 'req-2', 'pending'), (
+        self.assertEqual(('img', '2', 'r2', 'pending'), (
             stored['image_base_image_ref'], stored['xloud_adjust_seq'],
             stored['xloud_last_request_id'], stored['xloud_last_status']))
         self.assertIsNone(objects.Instance.get_by_uuid(
@@ -187,11 +263,58 @@ class StoreWithoutDatabaseTestCase(StoreTestBase):
         self.assertEqual('2', self.instance.system_metadata[
             'xloud_adjust_seq'])
         self.assertEqual({'task_state'}, self.instance.obj_what_changed())
+        # The stale copy's first guess was refused and retried on what the
+        # conductor returned: three calls for two writes.
+        self.assertEqual(3, len(conductor.calls))
+        self.assertEqual({'xloud_last_status': 'success'},
+                         conductor.calls[1][1])
 
-    def test_nothing_changed_saves_nothing(self):
+    def test_concurrent_sequences_are_distinct(self):
+        self._conductor()
+        self._assert_twenty_at_once_get_distinct_sequences()
+
+    def _missing_endpoint_errors(self):
+        return [messaging.RemoteError('UnsupportedVersion', 'no xloud'),
+                messaging.RemoteError('NoSuchMethod', 'no swap_records'),
+                messaging.UnsupportedVersion('1.0')]
+
+    def test_conductor_without_the_endpoint_loads_compares_saves(self):
+        for error in self._missing_endpoint_errors():
+            self._conductor(error)
+            with self.assertLogs('nova_xloud.store', 'WARNING') as logs:
+                store.update(self.ctxt, self.instance,
+                             records.start_adjustment, 'r')
+            self.assertIn('nova-conductor does not run nova-xloud',
+                          logs.output[0])
+            store._warn_conductor_without_endpoint.cache_clear()
+        self.assertEqual('3', self._stored()['xloud_adjust_seq'])
+
+    def test_the_fallback_warns_once_and_retries_on_stale_records(self):
+        self._conductor(self._missing_endpoint_errors()[0])
+        other = objects.Instance.get_by_uuid(
+            self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
+        with mock.patch.object(store.LOG, 'warning') as warning:
+            store.update(self.ctxt, other, records.start_adjustment, 'r1')
+            self.assertEqual(2, store.update(
+                self.ctxt, self.instance, records.start_adjustment, 'r2'))
+        self.assertEqual(1, warning.call_count)
+        self.assertEqual('r2', self._stored()['xloud_last_request_id'])
+
+    def test_the_fallback_saves_nothing_when_nothing_changed(self):
+        self._conductor(self._missing_endpoint_errors()[0])
         with mock.patch.object(objects.Instance, 'save') as save:
             store.update(self.ctxt, self.instance, lambda view: None)
         save.assert_not_called()
+
+    def test_other_conductor_errors_change_nothing(self):
+        for error in (messaging.MessagingTimeout('no answer'),
+                      messaging.RemoteError('DBError', 'gone'),
+                      exception.InstanceNotFound(instance_id='x')):
+            self._conductor(error)
+            self.assertRaises(type(error), store.update, self.ctxt,
+                              self.instance, records.start_adjustment, 'r')
+        self.assertEqual({'image_base_image_ref': 'img',
+                          'xloud_last_status': 'success'}, self._stored())
 
 
 class StoreCellTestCase(test.TestCase):

@@ -133,6 +133,8 @@ class ControllerTestCase(test.NoDBTestCase):
         self.rpc = mock.Mock()
         self.rpc.describe_host.return_value = {
             'version': '1.0', 'live_vcpus': True, 'memory_balloon': True}
+        # The cache is rpcapi's own, tested there.
+        self.rpc.describe_host_cached.side_effect = self.rpc.describe_host
         self.controller.rpcapi = self.rpc
         self.set_amounts = self.useFixture(fixtures.MockPatch(
             'nova_xloud.compute.placement.set_amounts')).mock

@@ -17,6 +17,7 @@ from unittest import mock
 import fixtures
 from keystoneauth1 import exceptions as ks_exc
 from nova.compute import manager as compute_manager
+from nova.compute import task_states
 from nova.compute import vm_states
 from nova import context
 from nova import objects
@@ -68,6 +69,39 @@ class RPCAPITestCase(test.NoDBTestCase):
             server='compute1', version='1.0', timeout=3)
         self.client.prepare.return_value.call.assert_called_once_with(
             self.ctxt, 'describe_host')
+
+    def test_describe_host_cached_asks_once_per_period(self):
+        self.flags(compute_info_cache_seconds=60, group='xloud')
+        call = self.client.prepare.return_value.call
+        call.side_effect = [{'version': '1.0', 'n': 1},
+                            {'version': '1.0', 'n': 2},
+                            {'version': '1.0', 'n': 3}]
+        with mock.patch.object(rpcapi, 'time') as clock:
+            for now, host, expected in ((100, 'c1', 1), (159, 'c1', 1),
+                                        (159, 'c2', 2), (160, 'c1', 3),
+                                        (200, 'c1', 3)):
+                clock.monotonic.return_value = now
+                self.assertEqual(expected, self.api.describe_host_cached(
+                    self.ctxt, host)['n'], (now, host))
+        self.assertEqual(3, call.call_count)
+
+    def test_describe_host_cached_keeps_no_failure(self):
+        call = self.client.prepare.return_value.call
+        call.side_effect = [messaging.MessagingTimeout(),
+                            {'version': '1.0'}, {'version': '1.0'}]
+        self.assertRaises(messaging.MessagingTimeout,
+                          self.api.describe_host_cached, self.ctxt, 'c1')
+        self.api.describe_host_cached(self.ctxt, 'c1')
+        self.api.describe_host_cached(self.ctxt, 'c1')
+        self.assertEqual(2, call.call_count)
+
+    def test_describe_host_cached_off(self):
+        self.flags(compute_info_cache_seconds=0, group='xloud')
+        call = self.client.prepare.return_value.call
+        call.return_value = {'version': '1.0'}
+        for _ in range(3):
+            self.api.describe_host_cached(self.ctxt, 'c1')
+        self.assertEqual(3, call.call_count)
 
     def test_adjust_casts(self):
         instance = fake_instance.fake_instance_obj(self.ctxt, host='c2')
@@ -645,6 +679,18 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
         # The non-persisted values are undone: placement follows.
         self.set_amounts.assert_called_once_with(
             mock.ANY, self.instance, vcpus=3, memory_mb=2048)
+
+    def test_a_rescue_keeps_the_live_values(self):
+        values = dict(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
+                      xloud_current_flavorid='xl-id', xloud_live_vcpus='4',
+                      xloud_live_memory_mb='4096', xloud_live_flavorid='xl-id')
+        self._sysmeta(**values)
+        self.instance.task_state = task_states.RESCUING
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        self.assertEqual(values, self.instance.system_metadata)
+        self.update.assert_not_called()
+        self.set_amounts.assert_not_called()
 
     def test_persisted_live_values_leave_placement(self):
         self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',

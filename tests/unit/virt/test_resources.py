@@ -13,6 +13,7 @@
 from unittest import mock
 
 import ddt
+from nova.compute import task_states
 from nova import context
 from nova import objects
 from nova import test
@@ -207,6 +208,27 @@ class CurrentResourcesTestCase(test.NoDBTestCase):
             resources.current_resources(self._instance(flavor), flavor))
         mock_warn.assert_called_once()
         self.assertIn('minimum_cpu=8', mock_warn.call_args[0][1])
+
+    def test_a_rescue_domain_starts_with_the_live_values(self):
+        flavor = make_flavor(minimum_cpu='2', minimum_memory='1024')
+        flavorid = str(flavor.flavorid)
+        live = {'xloud_live_vcpus': '4', 'xloud_live_memory_mb': '3072',
+                'xloud_live_flavorid': flavorid}
+        persisted = {'xloud_current_vcpus': '3',
+                     'xloud_current_memory_mb': '2048',
+                     'xloud_current_flavorid': flavorid}
+        for task_state, sysmeta, expected in (
+                (task_states.RESCUING, dict(live, **persisted), (4, 3072)),
+                (task_states.RESCUING, persisted, (3, 2048)),
+                (task_states.RESCUING, {}, (2, 1024)),
+                (None, dict(live, **persisted), (3, 2048)),
+                (task_states.REBOOTING_HARD, live, (2, 1024))):
+            instance = self._instance(flavor, task_state=task_state)
+            # Set after creation: the fake instance drops it.
+            instance.system_metadata = dict(sysmeta)
+            self.assertEqual(
+                expected, resources.current_resources(instance, flavor),
+                (task_state, sysmeta))
 
     def test_minimum_resources_tolerates_flavor_without_extra_specs(self):
         flavor = objects.Flavor(name='bare', vcpus=1, memory_mb=512)
