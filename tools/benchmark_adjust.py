@@ -13,20 +13,25 @@
 """Time live adjustments against resize plus confirm (not a test).
 
 Runs the same in-process deployment as the functional tests (API,
-conductor, scheduler, placement and a libvirt compute on fakelibvirt) and
+conductor, scheduler, placement and a libvirt compute on fakelibvirt),
+with RPC casts sent as casts (the functional tests run them as calls), and
 times, for N rounds (default 50):
 
 * live adjust: POST /os-xloud-adjust/{id} until the instance action's
-  compute event has finished;
+  compute event has finished, and POST until its 202 alone;
 * resize plus confirm with the same growth: POST resize until the server
-  is VERIFY_RESIZE, then confirmResize until it is ACTIVE again.
+  is VERIFY_RESIZE, then confirmResize until it is ACTIVE again with the
+  confirm event finished;
+* the floor: the same deployment doing only what an adjustment must, the
+  libvirt calls and one records write, called in this process.
 
-Each round alternates between the small and the big size. It prints p50
-and p95 of both and the ratio resize/adjust, and per operation what it
-cost: instance loads and saves, SQL statements (Nova's and placement's
-databases), placement requests and RPC messages (calls and casts), counted
-from the POST until the event finished, without the test's own polling.
-Run it where the functional tests run (for example in
+Every wait polls the API every POLL seconds, the same for both
+operations. Each round alternates between the small and the big size. It
+prints p50 and p95 of each and the ratio resize/adjust, and per operation
+what it cost: instance loads and saves, SQL statements (Nova's and
+placement's databases), placement requests and RPC messages (calls and
+casts), counted from the POST until the event finished, without the
+polling. Run it where the functional tests run (for example in
 .tox/functional-2026.2):
 
     python tools/benchmark_adjust.py [--rounds 50]
@@ -46,15 +51,20 @@ import time
 import unittest
 
 import fixtures
+from nova import context as nova_context
 from nova import objects
 from nova.scheduler.client import report
 from oslo_messaging.rpc import client as rpc_client
 import sqlalchemy
 
+from nova_xloud import records
+from nova_xloud import store
 from nova_xloud.testing import base
+from nova_xloud.virt import libvirt_adjust
 
 SMALL = (2, 1024)
 BIG = (4, 4096)
+POLL = 0.01
 
 
 def percentile(samples, fraction):
@@ -130,17 +140,76 @@ class Counters(fixtures.Fixture):
 
 class Benchmark(base.LiveAdjustBase):
 
+    CAST_AS_CALL = False
     rounds = 50
     results = {}
     costs = {}
 
-    def _wait_event(self, server, request_id, result=None):
+    def _until(self, what, done, timeout=60):
+        """Poll done() every POLL seconds, uncounted, until it is true."""
+        deadline = time.monotonic() + timeout
         with self.counters.paused():
-            return super()._wait_event(server, request_id, result)
+            while not done():
+                if time.monotonic() > deadline:
+                    self.fail('%s did not happen in %d s' % (what, timeout))
+                time.sleep(POLL)
 
-    def _wait_for_state_change(self, *args, **kwargs):
-        with self.counters.paused():
-            return super()._wait_for_state_change(*args, **kwargs)
+    def _event_finished(self, server, request_id, event_name):
+        action = self.admin_api.get_instance_action_details(
+            server['id'], request_id)
+        return any(event['event'] == event_name and event['result']
+                   for event in action['events'])
+
+    def _status(self, server, status):
+        return self.admin_api.get_server(server['id'])['status'] == status
+
+    def _timed_adjust(self, server, vcpus, memory):
+        start = time.monotonic()
+        body = self._post(server, {'current_vcpus': vcpus,
+                                   'current_memory_mb': memory})
+        accepted = time.monotonic() - start
+        request_id = body['adjustment']['request_id']
+        self._until('the adjustment', lambda: self._event_finished(
+            server, request_id, base.ADJUST_EVENT))
+        return accepted, time.monotonic() - start
+
+    def _timed_resize(self, server, flavor):
+        start = time.monotonic()
+        self.admin_api.post_server_action(
+            server['id'], {'resize': {'flavorRef': flavor}})
+        self._until('VERIFY_RESIZE', lambda: self._status(
+            server, 'VERIFY_RESIZE'))
+        self.admin_api.post_server_action(server['id'],
+                                          {'confirmResize': None})
+        self._until('the confirmation', lambda: self._status(
+            server, 'ACTIVE') and self._newest_migration(
+                server) == 'confirmed')
+        return time.monotonic() - start
+
+    def _newest_migration(self, server):
+        migrations = self.admin_api.api_get(
+            '/os-migrations?instance_uuid=%s' % server['id']).body[
+                'migrations']
+        return max(migrations, key=lambda m: m['id'])['status']
+
+    def _floor(self, server):
+        """The libvirt calls and one records write, nothing around them."""
+        driver = self.computes[base.COMPUTE].driver
+        context = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(
+            context, server['id'], expected_attrs=['system_metadata',
+                                                   'flavor'])
+        times = []
+        for n in range(self.rounds):
+            vcpus, memory = BIG if n % 2 == 0 else SMALL
+            start = time.monotonic()
+            libvirt_adjust.set_vcpus(driver, instance, vcpus,
+                                     decrease=vcpus == SMALL[0])
+            libvirt_adjust.set_memory(driver, instance, memory)
+            store.update(context, instance, records.set_live,
+                         instance.flavor, vcpus=vcpus, memory_mb=memory)
+            times.append(time.monotonic() - start)
+        return times
 
     def runTest(self):
         self.counters = self.useFixture(Counters())
@@ -150,35 +219,29 @@ class Benchmark(base.LiveAdjustBase):
         server = self._boot(self._flavor(vcpu=BIG[0], memory_mb=BIG[1],
                                          minimum_cpu=str(SMALL[0]),
                                          minimum_memory=str(SMALL[1])))
-        adjust = []
-        adjust_costs = []
+        accepted, adjust, adjust_costs = [], [], []
         self.counters.take()
         for n in range(self.rounds):
             vcpus, memory = BIG if n % 2 == 0 else SMALL
-            start = time.monotonic()
-            body = self._post(server, {'current_vcpus': vcpus,
-                                       'current_memory_mb': memory})
-            self._wait_event(server, body['adjustment']['request_id'],
-                             'Success')
-            adjust.append(time.monotonic() - start)
+            to_202, to_end = self._timed_adjust(server, vcpus, memory)
+            accepted.append(to_202)
+            adjust.append(to_end)
             adjust_costs.append(self.counters.take())
+        floor = self._floor(server)
         self._delete_server(server)
 
         # The same growth by resize between two flavors, then confirm.
         small = self._flavor(vcpu=SMALL[0], memory_mb=SMALL[1])
         big = self._flavor(vcpu=BIG[0], memory_mb=BIG[1])
         server = self._boot(small)
-        resize = []
-        resize_costs = []
+        resize, resize_costs = [], []
         self.counters.take()
         for n in range(self.rounds):
-            flavor = big if n % 2 == 0 else small
-            start = time.monotonic()
-            server = self._resize_server(server, flavor)
-            server = self._confirm_resize(server)
-            resize.append(time.monotonic() - start)
+            resize.append(self._timed_resize(
+                server, big if n % 2 == 0 else small))
             resize_costs.append(self.counters.take())
-        type(self).results = {'adjust': adjust, 'resize': resize}
+        type(self).results = {'adjust': adjust, 'accepted': accepted,
+                              'floor': floor, 'resize': resize}
         type(self).costs = {'adjust': adjust_costs, 'resize': resize_costs}
 
 
@@ -196,6 +259,10 @@ def main():
     print('%-22s %8s %8s %8s' % ('operation (n=%d)' % args.rounds,
                                  'p50 ms', 'p95 ms', 'mean ms'))
     for name, samples in (('live adjust', adjust),
+                          ('  POST to 202 alone', Benchmark.results[
+                              'accepted']),
+                          ('  floor (libvirt+write)', Benchmark.results[
+                              'floor']),
                           ('resize + confirm', resize)):
         print('%-22s %8.1f %8.1f %8.1f' % (
             name, percentile(samples, 0.50) * 1000,

@@ -41,6 +41,13 @@ DEFAULT_PORT_BASE = 28700
 PORTS = {'rabbit': 0, 'rabbit_dist': 1, 'epmd': 2, 'keystone': 3,
          'glance': 4, 'placement': 5, 'nova_api': 6, 'network': 7}
 SERVICE_USERS = ('nova', 'placement', 'glance')
+# Two nova-api processes, so that concurrent adjustments of one server
+# meet in MariaDB, not in one process's locks.
+WORKERS = {'nova-api': 2}
+# Each access log line names the worker's PID and the request id.
+ACCESS_LOG_MARK = 'access:'
+ACCESS_LOG_FORMAT = (ACCESS_LOG_MARK + ' %(p)s %({x-openstack-request-id}o)s'
+                     ' "%(r)s" %(s)s')
 
 
 def _bin(name):
@@ -511,10 +518,12 @@ class Cloud(object):
             '--bootstrap-region-id', REGION])
 
     # -- API services -----------------------------------------------------
-    def _gunicorn(self, name, factory, port, env):
+    def _gunicorn(self, name, factory, port, env, workers=1):
         argv = [_bin('gunicorn'), '--bind', '127.0.0.1:%d' % port,
-                '--workers', '1', '--timeout', '300', '--graceful-timeout',
-                '2', '--access-logfile', '-', '--error-logfile', '-',
+                '--workers', str(workers), '--timeout', '300',
+                '--graceful-timeout', '2', '--access-logfile', '-',
+                '--access-logformat', ACCESS_LOG_FORMAT,
+                '--error-logfile', '-',
                 'nova_xloud.realcloud.wsgi_apps:%s()' % factory]
         return self._start(name, argv, env)
 
@@ -531,7 +540,8 @@ class Cloud(object):
             ('neutron-standin', 'neutron_standin', 'network', {}),
         ]
         for name, factory, port, env in services:
-            self._gunicorn(name, factory, self.port[port], env)
+            self._gunicorn(name, factory, self.port[port], env,
+                           workers=WORKERS.get(name, 1))
         # gunicorn listens before its worker loaded the application: wait
         # for an answer from the application itself.
         for name, factory, port, env in services:
@@ -622,6 +632,28 @@ class Cloud(object):
             if 'VCPU' in inventories:
                 return dict(provider, inventories=inventories)
         return None
+
+    def sql(self, database, query):
+        """Rows of a query run with the mariadb client, as lists of text."""
+        result = subprocess.run(
+            ['mariadb', '--socket', self.mysql_socket, '--user', 'root',
+             '--batch', '--skip-column-names', '--execute', query,
+             database], capture_output=True, text=True, timeout=60)
+        if result.returncode:
+            raise errors.RealCloudError('SQL %r: %s'
+                                        % (query, result.stderr))
+        return [line.split('\t') for line in result.stdout.splitlines()]
+
+    def api_processes(self, request_ids):
+        """{request id: PID of the nova-api worker that answered it}."""
+        served = {}
+        with open(self.log('nova-api')) as handle:
+            for line in handle:
+                words = line.split()
+                if (len(words) > 2 and words[0] == ACCESS_LOG_MARK and
+                        words[2] in request_ids):
+                    served[words[2]] = int(words[1].strip('<>'))
+        return served
 
     def virsh(self, *args):
         result = subprocess.run(['virsh', '-c', self.libvirt_uri] +

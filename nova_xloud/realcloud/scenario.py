@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 from nova_xloud.realcloud import cloud as cloud_mod
@@ -28,6 +29,7 @@ from nova_xloud.realcloud import errors
 from nova_xloud.realcloud import guest
 
 FLAVOR_VCPUS = 4
+ADJUST_EVENT = 'compute_xloud_adjust'
 FLAVOR_RAM_MB = 1024
 # The guest's free memory sits this far below the balloon target at most
 # (kernel, initramfs and page tables of a busybox guest).
@@ -150,6 +152,43 @@ class Driver(object):
             return (shown if shown['last_request_id'] == request_id and
                     shown['last_status'] != 'pending' else None)
         return self._wait('adjustment %s' % request_id, done, timeout)
+
+    def adjust_at_once(self, server_id, bodies):
+        """POST every body at the same moment, one thread each."""
+        responses = [None] * len(bodies)
+        ready = threading.Barrier(len(bodies))
+
+        def post(index):
+            ready.wait()
+            responses[index] = self.adjust(server_id, **bodies[index])
+        threads = [threading.Thread(target=post, args=(index,))
+                   for index in range(len(bodies))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return responses
+
+    def sequence(self, server_id):
+        """The server's adjustment sequence number, read in MariaDB."""
+        rows = self.cloud.sql('nova_cell1', (
+            "SELECT value FROM instance_system_metadata WHERE "
+            "instance_uuid = '%s' AND `key` = 'xloud_adjust_seq' AND "
+            "deleted = 0" % server_id))
+        return int(rows[0][0]) if rows else 0
+
+    def adjust_event(self, server_id, request_id, timeout=120):
+        """The finished compute event of one adjustment."""
+        def finished():
+            resp = self.api.get('compute', '/servers/%s/os-instance-actions'
+                                '/%s' % (server_id, request_id))
+            self._expect(resp, 200, 'instance action %s' % request_id)
+            for event in resp.body['instanceAction']['events']:
+                if event['event'] == ADJUST_EVENT and event['result']:
+                    return event
+            return None
+        return self._wait('the event of %s' % request_id, finished,
+                          timeout)
 
     # -- the views ----------------------------------------------------------
     def guest_reports(self, server_id):

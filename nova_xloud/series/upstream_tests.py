@@ -1,10 +1,13 @@
-"""Run Nova's own unit tests on the installed, patched Nova.
+"""Run Nova's own tests on the installed, patched Nova.
 
 Used by the functional tox environments: a hook that breaks upstream
 behaviour fails Nova's own tests of the file it touches.  The files are
 read from the stamp of the installed, patched Nova.  ``--whole`` runs
 Nova's whole unit suite instead, with nova-xloud installed beside it, as a
-distribution that runs Nova's tests at package build does.
+distribution that runs Nova's tests at package build does.  ``--moves``
+runs Nova's own functional tests of moving servers (MOVE_TESTS) with
+nova-xloud's plugins loaded, to show that the hooks change nothing for
+flavors without the minimum specs.
 """
 
 import argparse
@@ -30,12 +33,37 @@ TESTED_BY = {
         'nova.tests.unit.compute.test_compute_mgr',
         'nova.tests.unit.compute.test_compute',
         'nova.tests.unit.test_service'),
+    'nova/conductor/manager.py': (
+        'nova.tests.unit.conductor.test_conductor',),
     'nova/api/openstack/compute/routes.py': (
         'nova.tests.unit.api.openstack.compute.test_servers',
         'nova.tests.unit.api.openstack.compute.test_auth',
         'nova.tests.unit.api.openstack.compute.test_microversions',
         'nova.tests.unit.api.openstack.compute.test_versions'),
 }
+
+
+# Nova's functional tests of cold and live migration, evacuation, shelve
+# and rescue, as (module, class or None for all of it): ServerMovingTests
+# checks every move's placement usages. A module that a release does not
+# have is left out.
+MOVE_TESTS = (
+    ('nova.tests.functional.test_servers', 'ServerMovingTests'),
+    ('nova.tests.functional.test_cold_migrate', None),
+    ('nova.tests.functional.compute.test_live_migration', None),
+    ('nova.tests.functional.libvirt.test_evacuate', None),
+    ('nova.tests.functional.libvirt.test_live_migration', None),
+    ('nova.tests.functional.libvirt.test_rescue_deleted_base', None),
+)
+
+
+def move_tests_regex(root):
+    """A stestr filter for the MOVE_TESTS this Nova has."""
+    present = ['%s.%s' % (module, cls) if cls else module
+               for module, cls in MOVE_TESTS if _exists(root, module)]
+    print("Nova's own functional tests of moves: %s" % ', '.join(present),
+          flush=True)
+    return '^(%s)\\.' % '|'.join(n.replace('.', '\\.') for n in present)
 
 
 def _exists(root, module):
@@ -105,12 +133,12 @@ def hooked_modules_regex(root, stamp, skip=()):
     return '^(%s)\\.' % '|'.join(m.replace('.', '\\.') for m in modules)
 
 
-def stestr_command(root):
+def stestr_command(root, suite='unit'):
     return [sys.executable, '-m', 'stestr', '--test-path',
-            os.path.join(root, 'nova', 'tests', 'unit'), '--top-dir', root]
+            os.path.join(root, 'nova', 'tests', suite), '--top-dir', root]
 
 
-def run_stestr(root, filters):
+def run_stestr(root, filters, suite='unit'):
     with tempfile.TemporaryDirectory(prefix='nova-upstream-tests-') as repo:
         subprocess.run([sys.executable, '-m', 'stestr', 'init'], cwd=repo,
                        check=True, stdout=subprocess.DEVNULL)
@@ -121,17 +149,21 @@ def run_stestr(root, filters):
         # beside the link, as in a source tree.
         os.symlink(os.path.join(root, 'nova'), os.path.join(repo, 'nova'))
         with api_paste_beside_nova(repo):
-            return subprocess.call(stestr_command(root) + ['run'] + filters,
-                                   cwd=repo)
+            return subprocess.call(
+                stestr_command(root, suite) + ['run'] + filters, cwd=repo)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog='python -m nova_xloud.series.upstream_tests',
-        description="Run Nova's own unit tests on the installed, patched"
-                    ' Nova: the modules of the hooked files, or all.')
-    parser.add_argument('--whole', action='store_true',
+        description="Run Nova's own tests on the installed, patched"
+                    ' Nova: the unit test modules of the hooked files, all'
+                    ' unit tests, or the functional tests of moves.')
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument('--whole', action='store_true',
                         help="Nova's whole unit suite")
+    choice.add_argument('--moves', action='store_true',
+                        help="Nova's functional tests of moving servers")
     parser.add_argument('--skip', action='append', default=[],
                         metavar='MODULE',
                         help='leave out the hooked files\' test module of'
@@ -147,10 +179,13 @@ def main(argv=None):
         print('the nova in %s carries no nova-xloud series' % root,
               file=sys.stderr)
         return 1
-    if args.whole and args.skip:
+    if (args.whole or args.moves) and args.skip:
         print('--skip applies to the hooked files\' modules, not to'
-              ' --whole', file=sys.stderr)
+              ' --whole or --moves', file=sys.stderr)
         return 2
+    if args.moves:
+        return run_stestr(root, [move_tests_regex(root)] + stestr_args,
+                          suite='functional')
     if args.whole:
         print("Nova's whole unit suite, nova-xloud installed beside it",
               flush=True)

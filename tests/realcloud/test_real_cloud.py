@@ -130,6 +130,50 @@ class RealCloudTest(testtools.TestCase):
         self.assertViews(server_id, vcpus, memory_mb)
         return took
 
+    def _twenty_at_once(self, server_id, vcpus, low_mem, high_mem):
+        # Memory only: a vCPU decrease times out under TCG and then holds
+        # vCPU changes until a reboot.
+        sizes = [low_mem + (high_mem - low_mem) * (n % 5) // 4
+                 for n in range(20)]
+        before = self.driver.sequence(server_id)
+        start = scenario.monotonic()
+        responses = self.driver.adjust_at_once(
+            server_id, [{'current_memory_mb': size} for size in sizes])
+        for resp in responses:
+            self.assertEqual(202, resp.status, resp)
+        asked = {resp.body['adjustment']['request_id']: size
+                 for resp, size in zip(responses, sizes)}
+        served = self.cloud.api_processes(asked)
+        self.assertEqual(set(asked), set(served))
+        self.assertEqual(2, len(set(served.values())), served)
+        # No bump lost, through two processes.
+        self.assertEqual(before + len(sizes),
+                         self.driver.sequence(server_id))
+        events = {rid: self.driver.adjust_event(server_id, rid)
+                  for rid in asked}
+        shown = self.driver.adjustment(server_id)
+        last = shown['last_request_id']
+        self.assertIn(last, asked)
+        self.assertEqual(('success', 'Success'),
+                         (shown['last_status'], events[last]['result']))
+        for rid, event in events.items():
+            if event['result'] != 'Success':
+                self.assertIn('superseded by a newer adjustment',
+                              event['details'] or '', event)
+        took = scenario.monotonic() - start
+        self.timings.append(('twenty at once (two nova-api)', took))
+        self._say('[realcloud] twenty at once through nova-api PIDs %s: '
+                  '%d succeeded, %d superseded; the last, %s, asked %d MiB'
+                  % (sorted(set(served.values())),
+                     sum(e['result'] == 'Success' for e in events.values()),
+                     sum(e['result'] != 'Success' for e in events.values()),
+                     last, asked[last]))
+        self.assertViews(server_id, vcpus, asked[last])
+        if asked[last] != low_mem:
+            self.adjust_and_see(server_id, 'adjust down (memory) again',
+                                vcpus, low_mem, current_memory_mb=low_mem)
+            self.assertViews(server_id, vcpus, low_mem)
+
     # -- the scenario ---------------------------------------------------------
     def test_live_adjust_on_a_real_cloud(self):
         provider = self.cloud.provider()
@@ -204,6 +248,11 @@ class RealCloudTest(testtools.TestCase):
         self.adjust_and_see(server_id, 'adjust up (vCPUs) after reboot',
                             high_cpu, low_mem, current_vcpus=high_cpu)
         self.assertViews(server_id, high_cpu, low_mem)
+
+        # Twenty memory changes at once through the two nova-api
+        # processes, meeting in MariaDB: each gets its own sequence number,
+        # the last one accepted wins and every view follows it.
+        self._twenty_at_once(server_id, high_cpu, low_mem, high_mem)
 
         # Suspend + resume: QEMU's saved state brings the guest back as it
         # ran, with what was not persisted.

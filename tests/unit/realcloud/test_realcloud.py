@@ -23,6 +23,7 @@ import time
 import fixtures
 import testtools
 
+from nova_xloud.realcloud import cloud as cloud_mod
 from nova_xloud.realcloud import guest
 from nova_xloud.realcloud import neutron_standin
 from nova_xloud.realcloud import processes
@@ -174,3 +175,25 @@ class ProcessesTestCase(testtools.TestCase):
         self.assertIsNotNone(home.wait(timeout=10))
         self.assertEqual([], os.listdir(os.path.join(self.state_dir,
                                                      'pids')))
+
+
+class ApiProcessesTestCase(testtools.TestCase):
+
+    def test_request_ids_map_to_the_worker_that_answered(self):
+        state = self.useFixture(fixtures.TempDir()).path
+        os.makedirs(os.path.join(state, 'logs'))
+        line = cloud_mod.ACCESS_LOG_FORMAT.replace(
+            '%(p)s', '<%d>').replace(
+            '%({x-openstack-request-id}o)s', '%s').replace(
+            '%(r)s', 'POST /v2.1/os-xloud-adjust/x HTTP/1.1').replace(
+            '%(s)s', '202')
+        with open(processes.log_path(state, 'nova-api'), 'w') as log:
+            log.write('[INFO] Booting worker with pid: 11\n')
+            log.write(line % (11, 'req-a') + '\n')
+            log.write(line % (12, 'req-b') + '\n')
+            log.write(line % (12, 'req-other') + '\n')
+            log.write('access: <13>\n')
+        cloud = cloud_mod.Cloud(state)
+        self.assertEqual({'req-a': 11, 'req-b': 12},
+                         cloud.api_processes({'req-a', 'req-b', 'req-c'}))
+        self.assertEqual({'nova-api': 2}, cloud_mod.WORKERS)

@@ -88,3 +88,42 @@ class TestModulesTestCase(testtools.TestCase):
             'nova_xloud.series.target.find'))
         self.assertEqual(2, upstream_tests.main(
             ['--whole', '--skip', 'test_compute']))
+
+    def test_skip_with_moves_is_a_usage_error(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.upstream_tests.installed_nova_root'))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.target.find'))
+        self.assertEqual(2, upstream_tests.main(
+            ['--moves', '--skip', 'test_compute']))
+
+    def test_whole_and_moves_exclude_each_other(self):
+        self.useFixture(fixtures.MockPatch('sys.stderr'))
+        self.assertRaises(SystemExit, upstream_tests.parse_args,
+                          ['--whole', '--moves'])
+
+    def test_moves_run_the_functional_move_tests_this_nova_has(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        for module in ('test_servers', 'test_cold_migrate',
+                       'libvirt/test_evacuate'):
+            fakes.write(root, 'nova/tests/functional/%s.py' % module, '')
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.upstream_tests.installed_nova_root',
+            return_value=root))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.target.find'))
+        run = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.series.upstream_tests.run_stestr',
+            return_value=0)).mock
+        self.assertEqual(0, upstream_tests.main(['--moves', '--no-subunit']))
+        run.assert_called_once_with(
+            root, ['^(nova\\.tests\\.functional\\.test_servers\\.'
+                   'ServerMovingTests|'
+                   'nova\\.tests\\.functional\\.test_cold_migrate|'
+                   'nova\\.tests\\.functional\\.libvirt\\.test_evacuate)\\.',
+                   '--no-subunit'], suite='functional')
+
+    def test_the_functional_suite_is_run_from_its_own_path(self):
+        command = upstream_tests.stestr_command('/r', 'functional')
+        self.assertEqual(['--test-path', '/r/nova/tests/functional',
+                          '--top-dir', '/r'], command[-4:])
