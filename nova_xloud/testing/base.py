@@ -127,6 +127,10 @@ class LiveAdjustBase(ServersTestBase):
     XLOUD_ENDPOINT = True
     XLOUD_CONDUCTOR_ENDPOINT = True
     EVENT_TIMEOUT = 20
+    # Nova's helpers wait 5 s for a server state or a migration status.
+    # The suites run three workers on two cores, where a move can take
+    # longer; a state never reached still fails, after WAIT_TIMEOUT.
+    WAIT_TIMEOUT = 30
 
     def setUp(self):
         # Before the API fixture builds the router through the hook.
@@ -138,6 +142,30 @@ class LiveAdjustBase(ServersTestBase):
             fakelibvirt.LiveResizeLibvirtFixture())
         self.start_compute(COMPUTE)
         self.rp_uuid = self.compute_rp_uuids[COMPUTE]
+
+    def _wait_for_state_change(self, server, expected_status,
+                               max_retries=None, **kwargs):
+        return super()._wait_for_state_change(
+            server, expected_status,
+            max_retries=max_retries or int(self.WAIT_TIMEOUT / 0.5),
+            **kwargs)
+
+    def _wait_for_migration_status(self, server, expected_statuses):
+        """The server's migration once in one of the statuses."""
+        statuses = [status.lower() for status in expected_statuses]
+        deadline = time.monotonic() + self.WAIT_TIMEOUT
+        while True:
+            found = [m for m in self.admin_api.api_get(
+                '/os-migrations').body['migrations']
+                if m['instance_uuid'] == server['id']]
+            for migration in found:
+                if migration['status'].lower() in statuses:
+                    return migration
+            if time.monotonic() > deadline:
+                self.fail('migration of %s not in %s: %s'
+                          % (server['id'], expected_statuses,
+                             [m['status'] for m in found]))
+            time.sleep(0.5)
 
     def _flavor(self, vcpu=4, memory_mb=4096, name=None, **extra_specs):
         return self._create_flavor(name=name, vcpu=vcpu, memory_mb=memory_mb,
