@@ -44,6 +44,18 @@ class StoreTestBase(test.TestCase):
     def _stored(self, uuid=uuids.instance):
         return db.instance_system_metadata_get(self.ctxt, uuid)
 
+    def _start_twice_second_copy_stale(self):
+        """Start r1 through a fresh copy, then r2 through self.instance.
+
+        self.instance was loaded before r1, so its records are stale.
+        Returns the sequence r2 got.
+        """
+        other = objects.Instance.get_by_uuid(
+            self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
+        store.update(self.ctxt, other, records.start_adjustment, 'r1')
+        return store.update(self.ctxt, self.instance,
+                            records.start_adjustment, 'r2')
+
     def _assert_twenty_at_once_get_distinct_sequences(self):
         numbers = []
         copies = [objects.Instance.get_by_uuid(
@@ -247,12 +259,8 @@ class StoreWithoutDatabaseTestCase(StoreTestBase):
         conductor = self._conductor()
         # The caller holds changes Nova has not saved (yet).
         self.instance.task_state = 'resize_prep'
-        other = objects.Instance.get_by_uuid(
-            self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
         with mock.patch.object(objects.Instance, 'save') as save:
-            store.update(self.ctxt, other, records.start_adjustment, 'r1')
-            self.assertEqual(2, store.update(
-                self.ctxt, self.instance, records.start_adjustment, 'r2'))
+            self.assertEqual(2, self._start_twice_second_copy_stale())
         save.assert_not_called()
         stored = self._stored()
         self.assertEqual(('img', '2', 'r2', 'pending'), (
@@ -291,12 +299,8 @@ class StoreWithoutDatabaseTestCase(StoreTestBase):
 
     def test_the_fallback_warns_once_and_retries_on_stale_records(self):
         self._conductor(self._missing_endpoint_errors()[0])
-        other = objects.Instance.get_by_uuid(
-            self.ctxt, uuids.instance, expected_attrs=['system_metadata'])
         with mock.patch.object(store.LOG, 'warning') as warning:
-            store.update(self.ctxt, other, records.start_adjustment, 'r1')
-            self.assertEqual(2, store.update(
-                self.ctxt, self.instance, records.start_adjustment, 'r2'))
+            self.assertEqual(2, self._start_twice_second_copy_stale())
         self.assertEqual(1, warning.call_count)
         self.assertEqual('r2', self._stored()['xloud_last_request_id'])
 
