@@ -25,9 +25,10 @@ from unittest import mock
 import fixtures
 from lxml import etree
 from nova import context as nova_context
+from nova.db.main import api as db_api
+from nova.db.main import models as db_models
 from nova import objects
 from oslo_concurrency import lockutils
-from oslo_utils import timeutils
 from oslo_utils import units
 
 from nova_xloud.compute import drift
@@ -98,6 +99,15 @@ class DriftTestBase(base.LiveAdjustBase):
             'consumer_generation': current['consumer_generation'],
             'project_id': current['project_id'],
             'user_id': current['user_id']}, version='1.28')
+
+    def _age_adjustment(self, server, seconds):
+        """Date the last adjustment's instance action seconds earlier."""
+        request_id = self._show(server)['last_request_id']
+        with db_api.get_context_manager(self.ctxt).writer.using(self.ctxt):
+            query = self.ctxt.session.query(db_models.InstanceAction)
+            action = query.filter_by(instance_uuid=server['id'],
+                                     request_id=request_id).one()
+            action.start_time -= datetime.timedelta(seconds=seconds)
 
     def _set_task_state(self, server, task_state):
         instance = objects.Instance.get_by_uuid(self.ctxt, server['id'])
@@ -293,13 +303,13 @@ class DriftRepairTestCase(DriftTestBase):
         self.assertEqual('pending', self._show(self.server)['last_status'])
         self.assertEqual((3, 1024), self._allocation(self.server))
 
-        # Past [xloud] lost_adjustment_timeout (600 s).
-        timeutils.set_time_override(
-            timeutils.utcnow() + datetime.timedelta(seconds=601))
-        try:
-            self._run_periodic()
-        finally:
-            timeutils.clear_time_override()
+        # Past [xloud] lost_adjustment_timeout (600 s). The adjustment is
+        # made older rather than the clock moved on: a moved clock would
+        # also date the services' heartbeats, which run in other threads,
+        # into the future, and a compute whose heartbeat is 600 s away
+        # from now is down.
+        self._age_adjustment(self.server, seconds=601)
+        self._run_periodic()
         shown = self._show(self.server)
         self.assertEqual('error', shown['last_status'])
         self.assertIn('did not finish this adjustment within 600 s',
