@@ -25,13 +25,18 @@ times, for N rounds (default 50):
 * the floor: the same deployment doing only what an adjustment must, the
   libvirt calls and one records write, called in this process.
 
-Every wait polls the API every POLL seconds, the same for both
-operations. Each round alternates between the small and the big size. It
-prints p50 and p95 of each and the ratio resize/adjust, and per operation
-what it cost: instance loads and saves, SQL statements (Nova's and
-placement's databases), placement requests and RPC messages (calls and
-casts), counted from the POST until the event finished, without the
-polling. Run it where the functional tests run (for example in
+Each operation ends when nova-compute finishes its instance action event
+(``compute_xloud_adjust``; ``compute_finish_resize``, then
+``compute_confirm_resize``), seen in this process the moment nova-compute
+records it: nothing polls the API, so no waiting thread takes CPU from
+the deployment and no polling interval is added to either operation. The
+check that the server got there (event result, status, migration) is made
+after the clock stopped. Each round alternates between the small and the
+big size. It prints p50 and p95 of each and the ratio resize/adjust, and
+per operation what it cost: instance loads and saves, SQL statements
+(Nova's and placement's databases), placement requests and RPC messages
+(calls and casts), counted from the POST until the event finished, without
+the checks. Run it where the functional tests run (for example in
 .tox/functional-2026.2):
 
     python tools/benchmark_adjust.py [--rounds 50]
@@ -43,7 +48,6 @@ QEMU: real vCPU hot-plug, ballooning and disk copies add their own time.
 import argparse
 import collections
 import contextlib
-import math
 import statistics
 import sys
 import threading
@@ -57,6 +61,7 @@ from nova.scheduler.client import report
 from oslo_messaging.rpc import client as rpc_client
 import sqlalchemy
 
+from nova_xloud.realcloud import scenario
 from nova_xloud import records
 from nova_xloud import store
 from nova_xloud.testing import base
@@ -64,14 +69,9 @@ from nova_xloud.virt import libvirt_adjust
 
 SMALL = (2, 1024)
 BIG = (4, 4096)
-POLL = 0.01
-
-
-def percentile(samples, fraction):
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    index = max(0, math.ceil(fraction * len(ordered)) - 1)
-    return ordered[index]
+WAIT = 60
+FINISH_RESIZE = 'compute_finish_resize'
+CONFIRM_RESIZE = 'compute_confirm_resize'
 
 
 COUNTED = ('instance loads', 'instance saves', 'SQL statements',
@@ -79,7 +79,7 @@ COUNTED = ('instance loads', 'instance saves', 'SQL statements',
 
 
 class Counters(fixtures.Fixture):
-    """Count what the deployment does, except in the polling thread."""
+    """Count what the deployment does, except the benchmark's checks."""
 
     def _setUp(self):
         self.counts = collections.Counter()
@@ -138,6 +138,47 @@ class Counters(fixtures.Fixture):
         return counts
 
 
+class FinishedEvents(fixtures.Fixture):
+    """When nova-compute finished an instance action event, as it does."""
+
+    def _setUp(self):
+        self.finished = {}
+        self.condition = threading.Condition()
+        real = objects.InstanceActionEvent.__dict__[
+            'event_finish_with_failure'].__func__
+        events = self
+
+        def finish(cls, context, instance_uuid, event_name, *args, **kwargs):
+            try:
+                return real(cls, context, instance_uuid, event_name, *args,
+                            **kwargs)
+            finally:
+                events._record(instance_uuid, event_name)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.objects.instance_action.InstanceActionEvent.'
+            'event_finish_with_failure', classmethod(finish)))
+
+    def _record(self, uuid, event_name):
+        with self.condition:
+            self.finished[(uuid, event_name)] = time.monotonic()
+            self.condition.notify_all()
+
+    def arm(self, uuid, event_name):
+        """Forget an earlier finish of this event before it is started."""
+        with self.condition:
+            self.finished.pop((uuid, event_name), None)
+
+    def wait(self, uuid, event_name):
+        """The monotonic time at which the armed event finished."""
+        key = (uuid, event_name)
+        with self.condition:
+            if not self.condition.wait_for(
+                    lambda: key in self.finished, timeout=WAIT):
+                raise AssertionError('%s of %s did not finish in %d s'
+                                     % (event_name, uuid, WAIT))
+            return self.finished[key]
+
+
 class Benchmark(base.LiveAdjustBase):
 
     CAST_AS_CALL = False
@@ -145,46 +186,41 @@ class Benchmark(base.LiveAdjustBase):
     results = {}
     costs = {}
 
-    def _until(self, what, done, timeout=60):
-        """Poll done() every POLL seconds, uncounted, until it is true."""
-        deadline = time.monotonic() + timeout
-        with self.counters.paused():
-            while not done():
-                if time.monotonic() > deadline:
-                    self.fail('%s did not happen in %d s' % (what, timeout))
-                time.sleep(POLL)
-
-    def _event_finished(self, server, request_id, event_name):
+    def _event_result(self, server, request_id, event_name):
         action = self.admin_api.get_instance_action_details(
             server['id'], request_id)
-        return any(event['event'] == event_name and event['result']
-                   for event in action['events'])
-
-    def _status(self, server, status):
-        return self.admin_api.get_server(server['id'])['status'] == status
+        return [event['result'] for event in action['events']
+                if event['event'] == event_name]
 
     def _timed_adjust(self, server, vcpus, memory):
+        self.events.arm(server['id'], base.ADJUST_EVENT)
         start = time.monotonic()
         body = self._post(server, {'current_vcpus': vcpus,
                                    'current_memory_mb': memory})
         accepted = time.monotonic() - start
-        request_id = body['adjustment']['request_id']
-        self._until('the adjustment', lambda: self._event_finished(
-            server, request_id, base.ADJUST_EVENT))
-        return accepted, time.monotonic() - start
+        finished = self.events.wait(server['id'], base.ADJUST_EVENT)
+        with self.counters.paused():
+            self.assertEqual(['Success'], self._event_result(
+                server, body['adjustment']['request_id'], base.ADJUST_EVENT))
+        return accepted, finished - start
 
     def _timed_resize(self, server, flavor):
+        for event_name in (FINISH_RESIZE, CONFIRM_RESIZE):
+            self.events.arm(server['id'], event_name)
         start = time.monotonic()
         self.admin_api.post_server_action(
             server['id'], {'resize': {'flavorRef': flavor}})
-        self._until('VERIFY_RESIZE', lambda: self._status(
-            server, 'VERIFY_RESIZE'))
+        resized = self.events.wait(server['id'], FINISH_RESIZE)
+        # Only what nova-compute took counts, not this thread's reaction.
+        confirm = time.monotonic()
         self.admin_api.post_server_action(server['id'],
                                           {'confirmResize': None})
-        self._until('the confirmation', lambda: self._status(
-            server, 'ACTIVE') and self._newest_migration(
-                server) == 'confirmed')
-        return time.monotonic() - start
+        confirmed = self.events.wait(server['id'], CONFIRM_RESIZE)
+        with self.counters.paused():
+            self.assertEqual('ACTIVE', self.admin_api.get_server(
+                server['id'])['status'])
+            self.assertEqual('confirmed', self._newest_migration(server))
+        return (resized - start) + (confirmed - confirm)
 
     def _newest_migration(self, server):
         migrations = self.admin_api.api_get(
@@ -213,6 +249,7 @@ class Benchmark(base.LiveAdjustBase):
 
     def runTest(self):
         self.counters = self.useFixture(Counters())
+        self.events = self.useFixture(FinishedEvents())
         self._allow_resize_here()
 
         # Live adjust between SMALL and BIG on a flavor sized BIG.
@@ -265,12 +302,14 @@ def main():
                               'floor']),
                           ('resize + confirm', resize)):
         print('%-22s %8.1f %8.1f %8.1f' % (
-            name, percentile(samples, 0.50) * 1000,
-            percentile(samples, 0.95) * 1000,
+            name, scenario.percentile(samples, 0.50) * 1000,
+            scenario.percentile(samples, 0.95) * 1000,
             statistics.mean(samples) * 1000))
     print('ratio resize/adjust: p50 %.1fx, p95 %.1fx' % (
-        percentile(resize, 0.50) / percentile(adjust, 0.50),
-        percentile(resize, 0.95) / percentile(adjust, 0.95)))
+        (scenario.percentile(resize, 0.50) /
+         scenario.percentile(adjust, 0.50)),
+        (scenario.percentile(resize, 0.95) /
+         scenario.percentile(adjust, 0.95))))
     print()
     print('%-22s %s' % ('per operation (mean)',
                         ' '.join('%9s' % name.split()[-1][:9]

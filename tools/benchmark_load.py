@@ -39,7 +39,6 @@ not a real cloud's throughput.
 
 import argparse
 import datetime
-import math
 import random
 import sys
 import threading
@@ -48,6 +47,7 @@ import unittest
 
 from nova.tests.fixtures import libvirt as nova_fakelibvirt
 
+from nova_xloud.realcloud import scenario
 from nova_xloud.testing import base
 
 FLAVOR = (2, 1024)
@@ -59,13 +59,6 @@ SIZES = [(vcpus, memory) for vcpus in (1, 2)
 # flavor's maximum.
 BIG_HOST = dict(cpu_nodes=1, cpu_sockets=1, cpu_cores=4, cpu_threads=2,
                 kB_mem=64 * 1024 * 1024)
-
-
-def percentile(samples, fraction):
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    index = max(0, math.ceil(fraction * len(ordered)) - 1)
-    return ordered[index]
 
 
 def _utc(text):
@@ -241,10 +234,10 @@ def main():
     for computes, row in sorted(LoadBenchmark.report.items()):
         print('%-9d %6d %8.1f %7.0fms %7.0fms %7.0fms %7.0fms  %s' % (
             computes, row['hosts used'], row['per second'],
-            percentile(row['post'], 0.5) * 1000,
-            percentile(row['post'], 0.95) * 1000,
-            percentile(row['finished'], 0.5) * 1000,
-            percentile(row['finished'], 0.95) * 1000,
+            scenario.percentile(row['post'], 0.5) * 1000,
+            scenario.percentile(row['post'], 0.95) * 1000,
+            scenario.percentile(row['finished'], 0.5) * 1000,
+            scenario.percentile(row['finished'], 0.95) * 1000,
             ' '.join('%d: %d' % item
                      for item in sorted(row['statuses'].items()))))
     for computes, row in sorted(LoadBenchmark.report.items()):

@@ -94,7 +94,8 @@ class AdjustController(wsgi.Controller):
         self._check_compute(context, instance, 'memory_mb' in wanted)
         # The instance's context targets its cell database.
         cell_context = instance._context
-        _raise_allocation(cell_context, instance, wanted)
+        if compute_adjust.increases(records.current(instance), **wanted):
+            _raise_allocation(cell_context, instance, wanted)
 
         objects.InstanceAction.action_start(
             context, instance.uuid, compute_adjust.ACTION, want_result=False)

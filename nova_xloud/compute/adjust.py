@@ -75,17 +75,20 @@ def _allocation_failed(view, request_id, message):
     records.set_result(view, request_id, records.STATUS_ERROR, message)
 
 
-def reconcile_allocation(context, instance, client=None):
+def reconcile_allocation(context, instance, client=None, held=None):
     """Set the allocation to what the guest has; clear the stale mark.
 
     For the drift repair too: ``instance`` needs its flavor and
     system_metadata (as stored; store.update keeps them so).
 
+    :param held: the placement.Allocation read earlier in this adjustment;
+        placement is not asked again when it equals what the guest has
     :raises: placement.PlacementError (the mark stays)
     """
     now = records.current(instance)
-    placement.set_amounts(context, instance, vcpus=now.vcpus,
-                          memory_mb=now.memory_mb, client=client)
+    if held is None or not _equals(held, now):
+        placement.set_amounts(context, instance, vcpus=now.vcpus,
+                              memory_mb=now.memory_mb, client=client)
     if records.allocation_stale(instance) is not None:
         store.update(context, instance, records.clear_allocation_stale)
 
@@ -138,9 +141,10 @@ class Adjuster(object):
                                       memory_mb=memory_mb or old.memory_mb),
                          persist)
             changes = []
+            held = []
             try:
                 self._apply(context, instance, vcpus, memory_mb, persist,
-                            changes)
+                            changes, held)
             except Exception as e:
                 message = _message(e)
                 compute_utils.add_instance_fault_from_exc(
@@ -152,14 +156,14 @@ class Adjuster(object):
                 self._notify(context, notifications.ERROR, instance, old,
                              records.current(instance), persist, message)
                 self._reconcile_allocation(context, instance, sequence,
-                                           newest)
+                                           newest, held)
                 raise AdjustFailed(reason=message)
             newest = store.update(context, instance, _finish,
                                   context.request_id, changes,
                                   records.STATUS_SUCCESS)
             try:
                 self._reconcile_allocation(context, instance, sequence,
-                                           newest)
+                                           newest, held)
             except AdjustFailed as e:
                 self._notify(context, notifications.ERROR, instance, old,
                              records.current(instance), persist,
@@ -178,8 +182,12 @@ class Adjuster(object):
             LOG.exception('Could not send the %s notification of the '
                           'adjustment of %s', phase, instance.uuid)
 
-    def _apply(self, context, instance, vcpus, memory_mb, persist, changes):
-        """Change the guest; append to changes the records to write."""
+    def _apply(self, context, instance, vcpus, memory_mb, persist, changes,
+               held):
+        """Change the guest; append to changes the records to write.
+
+        Appends to held the placement.Allocation read before an increase.
+        """
         flavor = instance.flavor
         self._check_range(flavor, vcpus, memory_mb)
         if instance.task_state is not None:
@@ -187,15 +195,14 @@ class Adjuster(object):
             raise AdjustFailed(reason='the server has a task in progress: '
                                '%s' % instance.task_state)
         now = records.current(instance, flavor)
-        if _increases(now, vcpus, memory_mb):
+        if increases(now, vcpus, memory_mb):
             # The API raised the allocation already; make sure it still
             # covers the increase (another adjustment may have lowered it
             # meanwhile) before the guest is touched.
             try:
-                placement.set_amounts(context, instance, vcpus=vcpus,
-                                      memory_mb=memory_mb,
-                                      only_increase=True,
-                                      client=self.manager.reportclient)
+                held.append(placement.set_amounts(
+                    context, instance, vcpus=vcpus, memory_mb=memory_mb,
+                    only_increase=True, client=self.manager.reportclient))
             except placement.PlacementError as e:
                 raise AdjustFailed(reason=e.format_message())
         if instance.vm_state == vm_states.STOPPED:
@@ -245,19 +252,24 @@ class Adjuster(object):
                         name, value, rng.minimum, rng.maximum,
                         flavor.flavorid))
 
-    def _reconcile_allocation(self, context, instance, sequence, newest):
+    def _reconcile_allocation(self, context, instance, sequence, newest,
+                              held):
         """Make the allocation equal what the guest now has.
 
         Left alone while a newer adjustment is pending (``newest``, read
         in the same transaction as the result): the API raised the
-        allocation for it and that adjustment reconciles it. A failure is
-        recorded (result, fault, stale mark) and raised as AdjustFailed.
+        allocation for it and that adjustment reconciles it. Placement is
+        not asked again when the allocation read before an increase
+        (``held``) already equals what the guest ended with, the usual
+        increase. A failure is recorded (result, fault, stale mark) and
+        raised as AdjustFailed.
         """
         if newest > sequence:
             return
         try:
             reconcile_allocation(context, instance,
-                                 client=self.manager.reportclient)
+                                 client=self.manager.reportclient,
+                                 held=held[0] if held else None)
         except placement.PlacementError as e:
             message = e.format_message()
             LOG.warning('Could not set the placement allocation of %(uuid)s '
@@ -270,7 +282,13 @@ class Adjuster(object):
             raise AdjustFailed(reason=message)
 
 
-def _increases(now, vcpus, memory_mb):
+def _equals(allocation, now):
+    return (allocation.vcpus, allocation.memory_mb) == (
+        now.vcpus, now.memory_mb)
+
+
+def increases(now, vcpus=None, memory_mb=None):
+    """Whether vcpus or memory_mb (None: unchanged) is above now's."""
     return ((vcpus or 0) > now.vcpus) or ((memory_mb or 0) > now.memory_mb)
 
 

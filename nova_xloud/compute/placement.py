@@ -17,6 +17,7 @@ increase that does not fit is refused before the guest is touched) and set
 to what the guest has after every adjustment.
 """
 
+import collections
 import random
 import re
 import time
@@ -36,6 +37,12 @@ LOG = logging.getLogger(__name__)
 # times, after a short random pause growing with each attempt.
 MAX_ATTEMPTS = 10
 RETRY_PAUSE = 0.02
+
+
+# What a set_amounts call left in the allocation on the server's own
+# provider, and whether it wrote it.
+Allocation = collections.namedtuple('Allocation',
+                                    ['changed', 'vcpus', 'memory_mb'])
 
 
 class PlacementError(exception.NovaException):
@@ -104,10 +111,14 @@ def _call(method, url, context, *args):
 
 
 def _payload(context, instance, current, vcpus, memory_mb, only_increase):
-    """(payload, {rc: amount} changed) for PUT /allocations/{uuid}."""
+    """The body of PUT /allocations/{uuid}, if one is needed.
+
+    :returns: (payload or None, {rc: amount} it changes, the resources on
+        the server's own provider once it is written)
+    """
     allocations = current.get('allocations') or {}
     if not allocations:
-        return None, {}
+        return None, {}, {}
     rp_uuid = own_provider(context, instance, allocations)
     resources = dict(allocations.get(rp_uuid, {}).get('resources', {}))
     wanted = {}
@@ -118,7 +129,7 @@ def _payload(context, instance, current, vcpus, memory_mb, only_increase):
             continue
         wanted[rc] = amount
     if not wanted:
-        return None, {}
+        return None, {}, resources
     resources.update(wanted)
     payload = {
         'allocations': {
@@ -131,7 +142,7 @@ def _payload(context, instance, current, vcpus, memory_mb, only_increase):
     }
     if rp_uuid not in payload['allocations']:
         payload['allocations'][rp_uuid] = {'resources': resources}
-    return payload, wanted
+    return payload, wanted, resources
 
 
 def _describe(vcpus, memory_mb):
@@ -149,23 +160,32 @@ def _unavailable(instance, amounts, response, doing):
                                 host=instance.host, reason=reason)
 
 
+def _held(changed, resources):
+    return Allocation(changed, resources.get(orc.VCPU),
+                      resources.get(orc.MEMORY_MB))
+
+
 def _attempt(context, instance, client, vcpus, memory_mb, only_increase):
-    """One read and, if needed, one write: (done, response or None)."""
+    """One read and, if needed, one write.
+
+    :returns: (Allocation, None), or (None, placement's detail) when
+        another writer changed the allocation between the two
+    """
     url = '/allocations/%s' % instance.uuid
     response = _call(client.get, url, context)
     if response is None or response.status_code != 200:
         raise _unavailable(instance, _describe(vcpus, memory_mb), response,
                            'the allocation read')
-    payload, wanted = _payload(context, instance, response.json(), vcpus,
-                               memory_mb, only_increase)
+    payload, wanted, resources = _payload(
+        context, instance, response.json(), vcpus, memory_mb, only_increase)
     if not wanted:
-        return False, None
+        return _held(False, resources), None
     amounts = ', '.join('%s=%s' % item for item in sorted(wanted.items()))
     response = _call(client.put, url, context, payload)
     if response is None:
         raise _unavailable(instance, amounts, None, 'the allocation write')
     if response.status_code == 204:
-        return True, None
+        return _held(True, resources), None
     codes, detail = _errors(response)
     if response.status_code == 409 and (
             'placement.concurrent_update' in codes):
@@ -184,7 +204,8 @@ def set_amounts(context, instance, vcpus=None, memory_mb=None,
     when another writer changed the allocation meanwhile (bounded).
 
     :param only_increase: leave amounts that are already at least as big
-    :returns: True if the allocation changed
+    :returns: Allocation: whether it changed, and the VCPU and MEMORY_MB it
+        holds now on the server's own provider (None where it holds none)
     :raises: PlacementRefused when placement refuses the amounts (no room,
         max_unit; the reason is placement's), PlacementBusy when the
         allocation kept changing, PlacementUnavailable when placement could
@@ -193,10 +214,10 @@ def set_amounts(context, instance, vcpus=None, memory_mb=None,
     client = _client(client)
     detail = None
     for _attempt_number in range(MAX_ATTEMPTS):
-        done, detail = _attempt(context, instance, client, vcpus, memory_mb,
+        held, detail = _attempt(context, instance, client, vcpus, memory_mb,
                                 only_increase)
-        if done is not None:
-            return done
+        if held is not None:
+            return held
         LOG.debug('Allocation of %(uuid)s changed meanwhile: %(detail)s',
                   {'uuid': instance.uuid, 'detail': detail})
         time.sleep(random.uniform(0, RETRY_PAUSE * (_attempt_number + 1)))

@@ -172,6 +172,22 @@ class ControllerTestCase(test.NoDBTestCase):
         self.instance.save.assert_not_called()
         self.instance.refresh.assert_not_called()
 
+    def test_a_decrease_does_not_ask_placement(self):
+        # The compute lowers the allocation once the guest gave back.
+        self.instance.system_metadata.update({
+            'xloud_live_vcpus': '3', 'xloud_live_memory_mb': '2048',
+            'xloud_live_flavorid': self.instance.flavor.flavorid})
+        for body in ({'current_vcpus': 2}, {'current_memory_mb': 1024},
+                     {'current_vcpus': 3, 'current_memory_mb': 2048}):
+            self._adjust(body)
+        self.set_amounts.assert_not_called()
+        self.assertEqual(3, self.rpc.adjust.call_count)
+        # Up in one field and down in the other: raised for the first.
+        self._adjust({'current_vcpus': 4, 'current_memory_mb': 1024})
+        self.set_amounts.assert_called_once_with(
+            self.ctxt, self.instance, only_increase=True, vcpus=4,
+            memory_mb=1024)
+
     def test_sequence_follows_the_stored_one(self):
         self.instance.system_metadata = {'xloud_adjust_seq': '41'}
         self._adjust({'current_vcpus': 3})

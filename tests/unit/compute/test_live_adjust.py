@@ -234,6 +234,41 @@ class AdjusterTestCase(test.NoDBTestCase):
         self.assertEqual(1, len(self.store.writes))
         self.instance.save.assert_not_called()
 
+    def test_an_increase_the_allocation_holds_asks_placement_once(self):
+        self.set_amounts.return_value = placement.Allocation(
+            changed=False, vcpus=3, memory_mb=2048)
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 2048, True, 1)
+        self.set_amounts.assert_called_once_with(
+            self.ctxt, self.instance, vcpus=3, memory_mb=2048,
+            only_increase=True, client=self.manager.reportclient)
+        self.assertIsNone(self._event_error())
+
+    def test_an_increase_held_but_marked_stale_clears_the_mark(self):
+        self.instance.system_metadata['xloud_allocation_stale'] = 'down'
+        self.set_amounts.return_value = placement.Allocation(
+            changed=False, vcpus=3, memory_mb=1024)
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        self.set_amounts.assert_called_once()
+        self.assertNotIn('xloud_allocation_stale',
+                         self.instance.system_metadata)
+
+    def test_an_allocation_not_what_the_guest_ends_with_is_set(self):
+        # Another writer left more than asked (only_increase keeps it),
+        # or the guest did not take all that was asked: set it after.
+        for held, vcpus_after in ((placement.Allocation(False, 4, 1024), 3),
+                                  (placement.Allocation(False, 3, 1024), 2)):
+            self.set_amounts.reset_mock()
+            self.set_amounts.return_value = held
+            self.set_vcpus.side_effect = (
+                lambda d, i, count, decrease, got=vcpus_after: got)
+            self.instance.system_metadata = {'xloud_adjust_seq': '1'}
+            self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+            self.assertEqual(
+                mock.call(self.ctxt, self.instance, vcpus=vcpus_after,
+                          memory_mb=1024, client=self.manager.reportclient),
+                self.set_amounts.call_args)
+            self.assertEqual(2, self.set_amounts.call_count)
+
     def test_allocation_failure_after_the_change_is_recorded(self):
         self.set_amounts.side_effect = [None, placement.PlacementUnavailable(
             amounts='VCPU=3', uuid=UUID, host='compute1',
@@ -530,8 +565,10 @@ class PlacementTestCase(test.NoDBTestCase):
                                  client=self.client)
 
     def test_set(self):
-        self.assertTrue(placement.set_amounts(
-            self.ctxt, self.instance, vcpus=3, client=self.client))
+        self.assertEqual(
+            placement.Allocation(changed=True, vcpus=3, memory_mb=1024),
+            placement.set_amounts(self.ctxt, self.instance, vcpus=3,
+                                  client=self.client))
         self.client.get.assert_called_once_with(
             '/allocations/%s' % UUID, version='1.28',
             global_request_id=self.ctxt.global_id)
@@ -558,7 +595,8 @@ class PlacementTestCase(test.NoDBTestCase):
                     'allocations'][RP])][::1 if first else -1]))
             self.client.get.return_value = self._response(200, allocation)
             self.assertTrue(placement.set_amounts(
-                self.ctxt, self.instance, vcpus=3, client=self.client))
+                self.ctxt, self.instance, vcpus=3,
+                client=self.client).changed)
             get_node.assert_called_once_with(self.ctxt, 'compute1',
                                              self.instance.node)
             written = self.client.put.call_args[0][1]['allocations']
@@ -575,9 +613,22 @@ class PlacementTestCase(test.NoDBTestCase):
         get_node.assert_not_called()
 
     def test_only_increase(self):
-        self.assertFalse(placement.set_amounts(
-            self.ctxt, self.instance, vcpus=1, memory_mb=1024,
-            only_increase=True, client=self.client))
+        # What the allocation holds is returned as read: the compute
+        # compares it with what the guest ends with.
+        self.assertEqual(
+            placement.Allocation(changed=False, vcpus=2, memory_mb=1024),
+            placement.set_amounts(self.ctxt, self.instance, vcpus=1,
+                                  memory_mb=1024, only_increase=True,
+                                  client=self.client))
+        self.client.put.assert_not_called()
+
+    def test_an_allocation_without_the_classes_holds_none(self):
+        self.client.get.return_value = self._response(200, {
+            'allocations': {}, 'consumer_generation': None})
+        self.assertEqual(
+            placement.Allocation(changed=False, vcpus=None, memory_mb=None),
+            placement.set_amounts(self.ctxt, self.instance, vcpus=3,
+                                  client=self.client))
         self.client.put.assert_not_called()
 
     def test_no_room_gives_placements_reason(self):
@@ -602,7 +653,8 @@ class PlacementTestCase(test.NoDBTestCase):
         self.client.put.side_effect = [conflict, conflict,
                                        self._response(204)]
         self.assertTrue(placement.set_amounts(
-            self.ctxt, self.instance, memory_mb=8192, client=self.client))
+            self.ctxt, self.instance, memory_mb=8192,
+            client=self.client).changed)
         self.assertEqual(3, self.client.get.call_count)
         self.client.put.side_effect = None
         self.client.put.return_value = conflict

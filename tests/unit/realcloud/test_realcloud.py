@@ -109,6 +109,25 @@ class DomainXmlTestCase(testtools.TestCase):
             "<vcpu placement='static'>4</vcpu>"))
 
 
+class LatencyTestCase(testtools.TestCase):
+
+    def test_nearest_rank_percentile(self):
+        samples = [0.5, 0.1, 0.4, 0.2, 0.3]
+        self.assertEqual(0.3, scenario.percentile(samples, 0.5))
+        self.assertEqual(0.5, scenario.percentile(samples, 0.95))
+        self.assertEqual(0.1, scenario.percentile(samples, 0))
+        self.assertEqual(7, scenario.percentile([7], 0.5))
+
+    def test_latency_table_in_milliseconds(self):
+        table = scenario.latency_table([0.05, 0.07, 0.06],
+                                       [0.3, 0.2, 0.25])
+        lines = table.splitlines()
+        self.assertIn('one adjustment on real services (3)', lines[0])
+        self.assertEqual(['POST', '->', '202', '60.0', '70.0'],
+                         lines[1].split())
+        self.assertEqual(['250.0', '300.0'], lines[2].split()[-2:])
+
+
 class NeutronStandinTestCase(testtools.TestCase):
 
     def _call(self, method, path):
