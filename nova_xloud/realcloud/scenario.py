@@ -147,12 +147,14 @@ class Driver(object):
         self._expect(resp, 200, 'GET /os-xloud-adjust')
         return resp.body['adjustment']
 
-    def wait_adjusted(self, server_id, request_id, timeout=120):
+    def wait_adjusted(self, server_id, request_id, timeout=120,
+                      interval=0.5):
         def done():
             shown = self.adjustment(server_id)
             return (shown if shown['last_request_id'] == request_id and
                     shown['last_status'] != 'pending' else None)
-        return self._wait('adjustment %s' % request_id, done, timeout)
+        return self._wait('adjustment %s' % request_id, done, timeout,
+                          interval=interval)
 
     def adjust_timed(self, server_id, **values):
         """(seconds POST -> 202, seconds POST -> finished, what GET shows).
@@ -164,14 +166,8 @@ class Driver(object):
         resp = self.adjust(server_id, **values)
         accepted = monotonic() - start
         self._expect(resp, 202, 'POST /os-xloud-adjust')
-        request_id = resp.body['adjustment']['request_id']
-
-        def done():
-            shown = self.adjustment(server_id)
-            return (shown if shown['last_request_id'] == request_id and
-                    shown['last_status'] != 'pending' else None)
-        shown = self._wait('adjustment %s' % request_id, done, 120,
-                           interval=0.01)
+        shown = self.wait_adjusted(
+            server_id, resp.body['adjustment']['request_id'], interval=0.01)
         return accepted, monotonic() - start, shown
 
     def adjust_at_once(self, server_id, bodies):
