@@ -127,6 +127,8 @@ def cmd_prepare(args):
     install_python(args.release)
     deb = guest.download_kernel_deb(scenario.guest_cache_dir())
     _say('kernel package: %s' % deb)
+    deb = guest.download_agent_deb(scenario.guest_cache_dir())
+    _say('guest agent package: %s' % deb)
 
 
 def cmd_cleanup(args):

@@ -18,12 +18,14 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 
 import fixtures
 import testtools
 
 from nova_xloud.realcloud import cloud as cloud_mod
+from nova_xloud.realcloud import errors
 from nova_xloud.realcloud import guest
 from nova_xloud.realcloud import neutron_standin
 from nova_xloud.realcloud import processes
@@ -33,6 +35,12 @@ CONSOLE = '''[    1.0] Run /init as init process
 XLOUD boot=b1 seq=0 cpus=1 memtotal_kb=982952 memfree_kb=960000
 garbage
 XLOUD boot=b1 seq=1 cpus=2 memtotal_kb=982952 memfree_kb=430000
+'''
+
+LDD = '''\tlinux-vdso.so.1 (0x00007ffd5b9f1000)
+\tlibglib-2.0.so.0 => /lib/x86_64-linux-gnu/libglib-2.0.so.0 (0x00007f1a)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f19)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f1b)
 '''
 
 LIVE_XML = '''<domain type='qemu'>
@@ -96,6 +104,107 @@ class GuestTestCase(testtools.TestCase):
         for name in guest.MODULES:
             self.assertIn('modules/%s.ko' % name, names)
         self.assertIn(b'XLOUD boot=$boot seq=$seq cpus=$cpus', archive)
+
+
+class AgentGuestTestCase(testtools.TestCase):
+
+    def _files(self, *names):
+        folder = self.useFixture(fixtures.TempDir()).path
+        paths = []
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, 'wb') as out:
+                out.write(b'file ' + name.encode())
+            paths.append(path)
+        return folder, paths
+
+    def test_ldd_names_the_libraries_and_the_loader_not_the_vdso(self):
+        self.assertEqual(['/lib/x86_64-linux-gnu/libglib-2.0.so.0',
+                          '/lib/x86_64-linux-gnu/libc.so.6',
+                          '/lib64/ld-linux-x86-64.so.2'],
+                         guest.parse_ldd(LDD))
+
+    def test_a_library_ldd_cannot_find_is_an_error(self):
+        error = self.assertRaises(
+            errors.RealCloudError, guest.parse_ldd,
+            '\tliburing.so.2 => not found\n')
+        self.assertIn('liburing.so.2', str(error))
+
+    def test_agent_init_starts_qemu_ga_and_onlines_nothing(self):
+        init = guest.init_script(agent=True)
+        self.assertNotIn('> $cpu/online', init)
+        self.assertIn('virtio_console', init)
+        self.assertIn('= org.qemu.guest_agent.0 ]', init)
+        self.assertIn('qemu-ga -m virtio-serial -p /dev/${port##*/}', init)
+        self.assertIn('mount -t tmpfs -o size=100% hold /hold', init)
+        self.assertIn('XLOUD boot=$boot seq=$seq cpus=$cpus', init)
+
+    def test_plain_init_onlines_vcpus_and_runs_no_agent(self):
+        init = guest.init_script()
+        self.assertIn('echo 1 > $cpu/online', init)
+        self.assertNotIn('qemu-ga', init)
+        self.assertNotIn('virtio_console', init)
+
+    def test_initramfs_holds_the_agent_its_libraries_and_folders(self):
+        modules, paths = self._files(*['%s.ko' % name
+                                       for name in guest.AGENT_MODULES])
+        _folder, (busybox, qemu_ga, glib, loader) = self._files(
+            'busybox', 'qemu-ga', 'libglib', 'ld.so')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.realcloud.guest.BUSYBOX', busybox))
+        agent = [('bin/qemu-ga', qemu_ga),
+                 ('lib/x86_64-linux-gnu/libglib-2.0.so.0', glib),
+                 ('lib64/ld-linux-x86-64.so.2', loader)]
+        archive = gzip.decompress(guest._initramfs(modules, agent))
+        names = newc_names(archive)
+        for name in ('bin/qemu-ga', 'modules/virtio_console.ko',
+                     'lib64/ld-linux-x86-64.so.2',
+                     'lib/x86_64-linux-gnu/libglib-2.0.so.0'):
+            self.assertIn(name, names)
+        self.assertEqual(1, names.count('bin'))
+        self.assertLess(names.index('lib'),
+                        names.index('lib/x86_64-linux-gnu'))
+        self.assertLess(names.index('lib/x86_64-linux-gnu'),
+                        names.index('lib/x86_64-linux-gnu/libglib-2.0.so.0'))
+        self.assertIn(b'file libglib', archive)
+
+    def test_qemu_ga_comes_out_of_the_deb_executable(self):
+        data = b'\x7fELF qemu-ga'
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode='w') as tar:
+            member = tarfile.TarInfo('./usr/sbin/qemu-ga')
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+        buffer.seek(0)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.realcloud.guest._deb_tarfile',
+            lambda deb: tarfile.open(fileobj=buffer)))
+        dest = self.useFixture(fixtures.TempDir()).path
+        path = guest._extract_agent('agent.deb', dest)
+        with open(path, 'rb') as handle:
+            self.assertEqual(data, handle.read())
+        self.assertTrue(os.access(path, os.X_OK))
+
+    def test_a_cached_agent_deb_is_used_without_apt(self):
+        cache, (deb,) = self._files(
+            'qemu-guest-agent_1%3a7.2+dfsg-7_amd64.deb')
+        self.useFixture(fixtures.MonkeyPatch(
+            'subprocess.run', lambda *args, **kwargs: self.fail(args)))
+        self.assertEqual(deb, guest.download_agent_deb(cache))
+
+    def test_held_memory_is_a_file_in_the_tmpfs_written_by_guest_exec(self):
+        request = json.loads(guest.hold_memory(300))
+        self.assertEqual('guest-exec', request['execute'])
+        self.assertEqual('/bin/sh', request['arguments']['path'])
+        command = request['arguments']['arg'][1]
+        self.assertIn('of=/hold/held.', command)
+        self.assertIn('count=300', command)
+        release = json.loads(guest.release_memory())
+        self.assertEqual('rm -f /hold/held.*',
+                         release['arguments']['arg'][1])
+        self.assertEqual({'execute': 'guest-exec-status',
+                          'arguments': {'pid': 7}},
+                         json.loads(guest.agent_exec_status(7)))
 
 
 class DomainXmlTestCase(testtools.TestCase):
