@@ -209,6 +209,12 @@ class Cloud(object):
                     self._start_nova_services)
         return self
 
+    def up_hypervisor(self):
+        """Only libvirtd, in a fresh state directory: a guest on its own."""
+        self._fresh_state_dir()
+        self._timed('libvirtd', self._start_libvirtd)
+        return self
+
     def down(self):
         ended, left = processes.cleanup(self.state_dir)
         self.procs.clear()
