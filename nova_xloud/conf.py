@@ -113,6 +113,41 @@ this, then sets the records and the allocation to what the guest has, so
 that an allocation raised for the adjustment does not stay raised. 0: a
 pending adjustment is never taken as lost. Set it on nova-compute.
 """),
+    cfg.IntOpt(
+        'guest_agent_timeout',
+        default=30,
+        min=1,
+        help="""
+Seconds nova-compute waits, after adding vCPUs to a running guest whose
+image sets ``hw_qemu_guest_agent=yes``, for the guest to know them all
+before the QEMU guest agent brings them online. The adjustment ends in
+``error`` when the guest then has fewer online vCPUs than asked. Set it on
+nova-compute.
+"""),
+    cfg.IntOpt(
+        'balloon_timeout',
+        default=30,
+        min=1,
+        help="""
+Seconds nova-compute waits, after lowering a running guest's memory, for
+its balloon to reach the target (``actual`` of the balloon statistics). A
+guest that does not give the memory back in time ends the adjustment in
+``error`` naming what it has, and the records and the placement allocation
+follow what it has. Set it on nova-compute.
+"""),
+    cfg.IntOpt(
+        'memory_shrink_margin_mb',
+        default=128,
+        min=0,
+        help="""
+MiB a guest must keep free beyond what it uses for a live memory decrease.
+
+A decrease is refused (HTTP 409 on nova-api, an ``error`` result on
+nova-compute) when the target is below what the guest uses (the balloon's
+``actual`` less the ``usable`` memory the guest reports) plus this margin,
+or when the guest reports no memory use, unless the request says
+``"force": true``. Set the same value on nova-api and nova-compute.
+"""),
 ]
 
 

@@ -19,6 +19,8 @@ from nova.notifications.objects import base as notification
 from nova.objects import base as nova_base
 from nova.objects import fields
 
+from nova_xloud import records
+
 NOTIFICATION_CLASSES = []
 
 
@@ -38,7 +40,8 @@ ERROR = fields.NotificationPhase.ERROR
 @register_notification
 class XloudAdjustPayload(notification.NotificationPayloadBase):
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: Add observed_vcpus, observed_memory_mb, observed_usable_mb
+    VERSION = '1.1'
     fields = {
         'server_id': fields.UUIDField(),
         'project_id': fields.StringField(nullable=True),
@@ -49,6 +52,11 @@ class XloudAdjustPayload(notification.NotificationPayloadBase):
         'new_memory_mb': fields.IntegerField(),
         'persist': fields.BooleanField(),
         'message': fields.StringField(nullable=True),
+        # What the guest itself showed (records.ObservedVcpus and
+        # ObservedMemory); None where it could not be seen.
+        'observed_vcpus': fields.IntegerField(nullable=True),
+        'observed_memory_mb': fields.IntegerField(nullable=True),
+        'observed_usable_mb': fields.IntegerField(nullable=True),
     }
 
     def __init__(self, **values):
@@ -71,13 +79,17 @@ def notify(context, host, phase, instance, old, new, persist, message=None):
     """Send one notification; ``old``/``new`` have vcpus and memory_mb.
 
     ``new`` is what was asked at start and what the guest has at end or
-    error.
+    error; the observed values are the instance's records.
     """
+    vcpus = records.observed_vcpus(instance)
+    memory = records.observed_memory(instance)
     payload = XloudAdjustPayload(
         server_id=instance.uuid, project_id=instance.project_id,
         request_id=context.request_id, old_vcpus=old.vcpus,
         old_memory_mb=old.memory_mb, new_vcpus=new.vcpus,
-        new_memory_mb=new.memory_mb, persist=persist, message=message)
+        new_memory_mb=new.memory_mb, persist=persist, message=message,
+        observed_vcpus=vcpus.online, observed_memory_mb=memory.actual_mb,
+        observed_usable_mb=memory.usable_mb)
     XloudAdjustNotification(
         priority=(fields.NotificationPriority.ERROR if phase == ERROR
                   else fields.NotificationPriority.INFO),

@@ -30,18 +30,32 @@ system_metadata.
   repair) clears it;
 * vcpus_unsettled: libvirt lost count of the guest's vCPUs (a timed-out
   unplug); vCPU changes are refused until the domain is defined anew,
-  which drops it with the live values.
+  which drops it with the live values;
+* requested: the vCPUs and memory last asked for, each kept until a
+  request asks for it again;
+* observed: what the guest itself showed when nova-compute last looked
+  (its online vCPUs through the QEMU guest agent, its memory through the
+  balloon statistics), with the time and the source, or why it could not
+  be seen; dropped with the live values, since it describes one boot.
 
 This module reads and changes a dict and nothing else; nova_xloud.store
 writes the changes atomically.
 """
 
 import collections
+import json
+
+from oslo_log import log as logging
+from oslo_utils import strutils
+from oslo_utils import timeutils
+
+from nova import objects
 
 from nova_xloud import conf
 from nova_xloud.virt import resources
 
 CONF = conf.CONF
+LOG = logging.getLogger(__name__)
 
 PREFIX = 'xloud_'
 PERSISTED_VCPUS = resources.CURRENT_VCPUS_KEY
@@ -56,9 +70,18 @@ LAST_MESSAGE = 'xloud_last_message'
 SEQUENCE = 'xloud_adjust_seq'
 ALLOCATION_STALE = 'xloud_allocation_stale'
 VCPUS_UNSETTLED = 'xloud_vcpus_unsettled'
+REQUESTED_VCPUS = 'xloud_requested_vcpus'
+REQUESTED_MEMORY_MB = 'xloud_requested_memory_mb'
+OBSERVED_VCPUS = 'xloud_observed_vcpus'
+OBSERVED_MEMORY = 'xloud_observed_memory'
 
 PERSISTED_KEYS = (PERSISTED_VCPUS, PERSISTED_MEMORY_MB, PERSISTED_FLAVORID)
 LIVE_KEYS = (LIVE_VCPUS, LIVE_MEMORY_MB, LIVE_FLAVORID)
+OBSERVED_KEYS = (OBSERVED_VCPUS, OBSERVED_MEMORY)
+
+SOURCE_GUEST_AGENT = 'guest-agent'
+SOURCE_BALLOON = 'balloon-statistics'
+NOT_OBSERVED = 'not observed since the guest booted'
 
 STATUS_PENDING = 'pending'
 STATUS_SUCCESS = 'success'
@@ -70,6 +93,14 @@ MAX_VALUE_LENGTH = 255
 Range = collections.namedtuple('Range', ['minimum', 'maximum'])
 Limits = collections.namedtuple('Limits', ['vcpus', 'memory_mb'])
 Last = collections.namedtuple('Last', ['request_id', 'status', 'message'])
+# What the guest showed: online vCPUs; its memory (MiB) as the balloon
+# holds it (actual), as the guest counts it (available) and what it can
+# still give without swapping (usable). None where not seen, and why.
+ObservedVcpus = collections.namedtuple(
+    'ObservedVcpus', ['online', 'source', 'observed_at', 'reason'])
+ObservedMemory = collections.namedtuple(
+    'ObservedMemory', ['actual_mb', 'available_mb', 'usable_mb', 'source',
+                       'observed_at', 'reason'])
 
 
 class View(object):
@@ -232,8 +263,8 @@ def _drop(instance, keys):
 
 
 def forget_live(instance):
-    """Drop the live values (the guest is booted anew)."""
-    return _drop(instance, LIVE_KEYS + (VCPUS_UNSETTLED,))
+    """Drop the live and observed values (the guest is booted anew)."""
+    return _drop(instance, LIVE_KEYS + OBSERVED_KEYS + (VCPUS_UNSETTLED,))
 
 
 def forget_stale_persisted(instance, flavor):
@@ -247,13 +278,17 @@ def sequence(instance):
     return _int(_sysmeta(instance).get(SEQUENCE)) or 0
 
 
-def start_adjustment(instance, request_id):
+def start_adjustment(instance, request_id, vcpus=None, memory_mb=None):
     """Bump the sequence and mark the request pending; return its number.
 
-    The caller saves the instance.
+    vcpus and memory_mb (None: not asked) become the last requested ones.
     """
     number = sequence(instance) + 1
     sysmeta = _sysmeta(instance)
+    for key, value in ((REQUESTED_VCPUS, vcpus),
+                       (REQUESTED_MEMORY_MB, memory_mb)):
+        if value is not None:
+            sysmeta[key] = str(value)
     sysmeta[SEQUENCE] = str(number)
     sysmeta[LAST_REQUEST_ID] = request_id
     sysmeta[LAST_STATUS] = STATUS_PENDING
@@ -306,3 +341,124 @@ def mark_vcpus_unsettled(instance, counted):
     """Refuse vCPU changes until the next boot; counted: libvirt's count."""
     _sysmeta(instance)[VCPUS_UNSETTLED] = (
         'unknown' if counted is None else str(counted))
+
+
+def has_guest_agent(instance):
+    """Whether the server's image asks for the QEMU guest agent.
+
+    Read from the image properties Nova keeps in system_metadata.
+    """
+    try:
+        image_meta = objects.ImageMeta.from_instance(instance)
+        wanted = image_meta.properties.get('hw_qemu_guest_agent', False)
+    except Exception as e:
+        LOG.debug('Cannot read the image properties of %s: %s',
+                  instance.uuid, e)
+        return False
+    return strutils.bool_from_string(wanted)
+
+
+def requested(instance):
+    """The vCPUs and memory (MiB) last asked for; None if never."""
+    sysmeta = _sysmeta(instance)
+    return resources.Resources(
+        vcpus=_int(sysmeta.get(REQUESTED_VCPUS)),
+        memory_mb=_int(sysmeta.get(REQUESTED_MEMORY_MB)))
+
+
+def _now():
+    return timeutils.utcnow().strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _encode(values):
+    """JSON of values that fits a system_metadata value.
+
+    Only a reason can be long; it is cut to fit.
+    """
+    text = json.dumps(values, separators=(',', ':'), sort_keys=True)
+    excess = len(text) - MAX_VALUE_LENGTH
+    if excess > 0 and values.get('reason'):
+        values = dict(values, reason=values['reason'][:-excess - 3] + '...')
+        text = json.dumps(values, separators=(',', ':'), sort_keys=True)
+    return text
+
+
+def _decode(text):
+    try:
+        values = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def observe_vcpus(online=None, reason=None, observed_at=None):
+    """An ObservedVcpus from the guest agent, or why there is none."""
+    return ObservedVcpus(
+        online=online,
+        source=SOURCE_GUEST_AGENT if online is not None else None,
+        observed_at=observed_at or _now(),
+        reason=None if online is not None else (reason or 'unknown'))
+
+
+def observe_memory(actual_mb=None, available_mb=None, usable_mb=None,
+                   reason=None, observed_at=None):
+    """An ObservedMemory from the balloon statistics, or why there is none.
+
+    actual_mb alone is an observation too: a guest that reports no
+    statistics still shows what its balloon holds.
+    """
+    seen = actual_mb is not None
+    return ObservedMemory(
+        actual_mb=actual_mb, available_mb=available_mb, usable_mb=usable_mb,
+        source=SOURCE_BALLOON if seen else None,
+        observed_at=observed_at or _now(),
+        reason=reason if (reason or seen) else 'unknown')
+
+
+def set_observed(instance, vcpus=None, memory=None):
+    """Record an ObservedVcpus and/or ObservedMemory (None: unchanged)."""
+    sysmeta = _sysmeta(instance)
+    for key, observation in ((OBSERVED_VCPUS, vcpus),
+                             (OBSERVED_MEMORY, memory)):
+        if observation is not None:
+            sysmeta[key] = _encode(
+                {name: value for name, value in
+                 observation._asdict().items() if value is not None})
+
+
+def _observed(instance, key, kind):
+    values = _decode(_sysmeta(instance).get(key))
+    if not values:
+        return kind(**dict(dict.fromkeys(kind._fields),
+                           reason=NOT_OBSERVED))
+    return kind(**{name: values.get(name) for name in kind._fields})
+
+
+def observed_vcpus(instance):
+    """The last ObservedVcpus (reason NOT_OBSERVED when there is none)."""
+    return _observed(instance, OBSERVED_VCPUS, ObservedVcpus)
+
+
+def observed_memory(instance):
+    """The last ObservedMemory (reason NOT_OBSERVED when there is none)."""
+    return _observed(instance, OBSERVED_MEMORY, ObservedMemory)
+
+
+def shrink_refusal(memory, target_mb, margin_mb):
+    """Why shrinking to target_mb is unsafe for the guest, or None.
+
+    :param memory: an ObservedMemory. What the guest uses is what its
+        balloon holds less what it could give without swapping (usable);
+        the guest keeps that much plus margin_mb. Without usable the
+        shrink cannot be shown safe.
+    """
+    if memory.actual_mb is None or memory.usable_mb is None:
+        return ('the guest reports no memory use (balloon statistics): %s'
+                % (memory.reason or 'no usable memory reported'))
+    in_use = max(memory.actual_mb - memory.usable_mb, 0)
+    if target_mb >= in_use + margin_mb:
+        return None
+    return ('the guest uses %d MiB of its %d MiB (%d MiB usable); %d MiB '
+            'leaves less than the %d MiB margin: the smallest safe target '
+            'is %d MiB' % (in_use, memory.actual_mb, memory.usable_mb,
+                           target_mb, margin_mb, in_use + margin_mb))

@@ -12,15 +12,23 @@
 
 """The live adjust API: /os-xloud-adjust/{server_id}.
 
-POST checks the request, the server and its compute, raises the placement
-allocation for an increase, starts the ``xloud-adjust`` instance action,
-takes the next sequence number and marks the request pending in one atomic
-write of the records (nova_xloud.store) and casts the adjustment to the
-compute; GET shows the ranges, the current values and the last adjustment.
+POST checks the request, the server and its compute (and, for a memory
+decrease, asks the compute whether the guest can give the memory back),
+raises the placement allocation for an increase, starts the
+``xloud-adjust`` instance action, takes the next sequence number and marks
+the request pending in one atomic write of the records (nova_xloud.store)
+and casts the adjustment to the compute. With ``dry_run`` it runs the same
+checks, gathering every reason instead of stopping at the first, and
+changes nothing.
+
+GET shows the ranges, what was last requested, what libvirt applied
+(current), what the guest itself showed (observed) and the last
+adjustment, all from the records: no RPC.
 """
 
 import re
 
+import os_resource_classes as orc
 from oslo_log import log as logging
 import oslo_messaging as messaging
 import webob
@@ -39,13 +47,17 @@ from nova_xloud.api.schemas import adjust as schema
 from nova_xloud.compute import adjust as compute_adjust
 from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
+from nova_xloud import conf
 from nova_xloud import policies
 from nova_xloud import records
 from nova_xloud import store
 
+CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 _FIELDS = (('current_vcpus', 'vcpus'), ('current_memory_mb', 'memory_mb'))
+_RESOURCE_CLASSES = {'vcpus': orc.VCPU, 'memory_mb': orc.MEMORY_MB}
+
 _DIGITS = re.compile('[1-9][0-9]{0,9}')
 
 
@@ -86,12 +98,22 @@ class AdjustController(wsgi.Controller):
         policies.authorize(context, policies.UPDATE, instance)
 
         wanted = _wanted(body)
-        persist = _persist(body)
+        persist = _flag(body, 'persist', True)
+        force = _flag(body, 'force', False)
+        if _flag(body, 'dry_run', False):
+            return wsgi.ResponseObject(
+                self._dry_run(context, instance, wanted, persist, force),
+                code=200)
         _check_range(instance.flavor, wanted)
         self._check_server(instance, persist)
-        if 'vcpus' in wanted and records.vcpus_unsettled(instance):
-            raise _conflict(compute_adjust.UNSETTLED_MESSAGE + '.')
-        self._check_compute(context, instance, 'memory_mb' in wanted)
+        if 'vcpus' in wanted:
+            _check_vcpus_settled(instance)
+        info = self._check_compute(context, instance)
+        if 'memory_mb' in wanted:
+            _check_balloon(instance.host, info)
+            if not force:
+                self._check_shrink(context, instance, wanted['memory_mb'],
+                                   info)
         # The instance's context targets its cell database.
         cell_context = instance._context
         if compute_adjust.increases(records.current(instance), **wanted):
@@ -100,9 +122,11 @@ class AdjustController(wsgi.Controller):
         objects.InstanceAction.action_start(
             context, instance.uuid, compute_adjust.ACTION, want_result=False)
         sequence, now = store.update(cell_context, instance, _start,
-                                     context.request_id)
+                                     context.request_id, wanted)
+        # A compute of nova-xloud 1.0 never checks a shrink, which is what
+        # force asks; it would refuse the 1.1 message that carries force.
         self._cast(context, cell_context, instance, wanted, persist,
-                   sequence)
+                   sequence, force and _serves(info, '1.1'))
         return {'adjustment': {
             'server_id': instance.uuid,
             'request_id': context.request_id,
@@ -112,10 +136,11 @@ class AdjustController(wsgi.Controller):
         }}
 
     def _cast(self, context, cell_context, instance, wanted, persist,
-              sequence):
+              sequence, force):
         try:
             self.rpcapi.adjust(context, instance, wanted.get('vcpus'),
-                               wanted.get('memory_mb'), persist, sequence)
+                               wanted.get('memory_mb'), persist, sequence,
+                               force=force)
         except messaging.MessagingException as e:
             LOG.warning('Could not cast adjustment %(request)s of %(uuid)s: '
                         '%(error)s', {'request': context.request_id,
@@ -129,26 +154,12 @@ class AdjustController(wsgi.Controller):
 
     @staticmethod
     def _check_server(instance, persist):
-        if instance.locked:
-            raise _conflict(_('Server %s is locked.') % instance.uuid)
-        if instance.task_state is not None:
-            raise _conflict(_('Server %(uuid)s has a task in progress: '
-                              '%(task)s.') % {'uuid': instance.uuid,
-                                              'task': instance.task_state})
-        if instance.vm_state == vm_states.STOPPED and not persist:
-            raise _conflict(_('Server %s is stopped: only a persisted '
-                              'adjustment (persist: true) applies to a '
-                              'stopped server.') % instance.uuid)
-        if instance.vm_state not in (vm_states.ACTIVE, vm_states.STOPPED):
-            raise _conflict(_('Server %(uuid)s is in state %(state)s; it '
-                              'must be ACTIVE or SHUTOFF.') % {
-                'uuid': instance.uuid,
-                'state': common.status_from_state(
-                    instance.vm_state, instance.task_state)})
-        if not instance.host:
-            raise _conflict(_('Server %s is not on a host.') % instance.uuid)
+        problems = _server_problems(instance, persist)
+        if problems:
+            raise _conflict(problems[0])
 
-    def _check_compute(self, context, instance, memory):
+    def _check_compute(self, context, instance):
+        """What the server's compute supports; 409 if it cannot adjust."""
         host = instance.host
         try:
             service = objects.Service.get_by_compute_host(context, host)
@@ -172,14 +183,155 @@ class AdjustController(wsgi.Controller):
                 instance.vm_state == vm_states.ACTIVE):
             raise _conflict(_('The compute driver on host %s cannot change '
                               'a running server.') % host)
-        if memory and not info.get('memory_balloon'):
-            raise _conflict(_('The memory of servers on host %s cannot be '
-                              'changed: guests there have no usable memory '
-                              'balloon.') % host)
+        return info
+
+    def _check_shrink(self, context, instance, memory_mb, info):
+        """409 unless the guest can give memory down to memory_mb."""
+        if instance.vm_state != vm_states.ACTIVE or (
+                memory_mb >= records.current(instance).memory_mb):
+            return
+        older = _conflict(_('The compute service on host %s cannot say '
+                            'how much memory the guest uses (it runs an '
+                            'older nova-xloud). Send "force": true to '
+                            'lower it anyway.') % instance.host)
+        if not _serves(info, '1.1'):
+            raise older
+        try:
+            stats = self.rpcapi.guest_memory(context, instance)
+        except messaging.MessagingTimeout:
+            raise _conflict(_('The compute service on host %s did not say '
+                              'in time how much memory the guest uses.')
+                            % instance.host)
+        except messaging.MessagingException as e:
+            LOG.info('Compute %(host)s cannot report guest memory: '
+                     '%(error)s', {'host': instance.host, 'error': e})
+            raise older
+        refusal = records.shrink_refusal(
+            _observed_memory(stats), memory_mb,
+            CONF.xloud.memory_shrink_margin_mb)
+        if refusal:
+            raise _conflict(_('current_memory_mb %(value)d is not safe: '
+                              '%(why)s. Send "force": true to lower it '
+                              'anyway.') % {'value': memory_mb,
+                                            'why': refusal})
+
+    def _dry_run(self, context, instance, wanted, persist, force):
+        """Every reason each wanted value cannot be applied now."""
+        general = _server_problems(instance, persist)
+        info = {}
+        if instance.host:
+            try:
+                info = self._check_compute(context, instance)
+            except webob.exc.HTTPException as e:
+                general.append(e.explanation)
+        now = records.current(instance)
+        answer = {'server_id': instance.uuid}
+        for field, name in _FIELDS:
+            if name not in wanted:
+                continue
+            out_of_range = _reasons(_check_range, instance.flavor,
+                                    {name: wanted[name]})
+            reasons = out_of_range + general
+            notes = []
+            if name == 'vcpus':
+                reasons += _reasons(_check_vcpus_settled, instance)
+                if (wanted[name] > now.vcpus and
+                        instance.vm_state == vm_states.ACTIVE and
+                        not records.has_guest_agent(instance)):
+                    notes.append(compute_adjust.ONLINE_THEMSELVES)
+            else:
+                if info:
+                    reasons += _reasons(_check_balloon, instance.host, info)
+                if info and not force and not reasons:
+                    reasons += _reasons(self._check_shrink, context,
+                                        instance, wanted[name], info)
+            if not out_of_range:
+                reasons += _room_reasons(instance, name, wanted[name], now)
+            answer[field] = {'requested': wanted[name],
+                             'current': getattr(now, name),
+                             'applicable': not reasons,
+                             'reasons': reasons, 'notes': notes}
+        answer['applicable'] = all(answer[field]['applicable']
+                                   for field, name in _FIELDS
+                                   if name in wanted)
+        return {'dry_run': answer}
 
 
-def _start(view, request_id):
-    return records.start_adjustment(view, request_id), records.current(view)
+def _room_reasons(instance, name, value, now):
+    """Why the server's host cannot hold value of name, from placement."""
+    if value <= getattr(now, name) or not instance.host:
+        return []
+    try:
+        found = placement.room(instance._context, instance)
+    except placement.PlacementError as e:
+        return [e.format_message()]
+    refusal = placement.room_refusal(found, _RESOURCE_CLASSES[name], value)
+    return [_('Host %(host)s cannot hold it: %(why)s.') % {
+        'host': instance.host, 'why': refusal}] if refusal else []
+
+
+def _server_problems(instance, persist):
+    """Every reason the server cannot be adjusted now, in order."""
+    problems = []
+    if instance.locked:
+        problems.append(_('Server %s is locked.') % instance.uuid)
+    if instance.task_state is not None:
+        problems.append(_('Server %(uuid)s has a task in progress: '
+                          '%(task)s.') % {'uuid': instance.uuid,
+                                          'task': instance.task_state})
+    if instance.vm_state == vm_states.STOPPED and not persist:
+        problems.append(_('Server %s is stopped: only a persisted '
+                          'adjustment (persist: true) applies to a '
+                          'stopped server.') % instance.uuid)
+    if instance.vm_state not in (vm_states.ACTIVE, vm_states.STOPPED):
+        problems.append(_('Server %(uuid)s is in state %(state)s; it '
+                          'must be ACTIVE or SHUTOFF.') % {
+            'uuid': instance.uuid,
+            'state': common.status_from_state(
+                instance.vm_state, instance.task_state)})
+    if not instance.host:
+        problems.append(_('Server %s is not on a host.') % instance.uuid)
+    return problems
+
+
+def _reasons(check, *args):
+    """The explanation of the HTTP error check(*args) raises, as a list."""
+    try:
+        check(*args)
+    except webob.exc.HTTPException as e:
+        return [e.explanation]
+    return []
+
+
+def _check_vcpus_settled(instance):
+    if records.vcpus_unsettled(instance):
+        raise _conflict(compute_adjust.UNSETTLED_MESSAGE + '.')
+
+
+def _check_balloon(host, info):
+    if not info.get('memory_balloon'):
+        raise _conflict(_('The memory of servers on host %s cannot be '
+                          'changed: guests there have no usable memory '
+                          'balloon.') % host)
+
+
+def _serves(info, version):
+    """Whether a compute's describe_host answer says it serves version."""
+    def parts(text):
+        return tuple(int(part) for part in text.split('.'))
+    served = parts(str(info.get('version', '1.0')))
+    wanted = parts(version)
+    return served[0] == wanted[0] and served[1:] >= wanted[1:]
+
+
+def _observed_memory(stats):
+    return records.ObservedMemory(
+        **{name: stats.get(name) for name in records.ObservedMemory._fields})
+
+
+def _start(view, request_id, wanted):
+    return (records.start_adjustment(view, request_id, **wanted),
+            records.current(view))
 
 
 def _raise_allocation(context, instance, wanted):
@@ -234,11 +386,11 @@ def _wanted(body):
     return wanted
 
 
-def _persist(body):
-    persist = body.get('persist', True)
-    if not isinstance(persist, bool):
-        raise _invalid('persist', persist, _('It must be true or false.'))
-    return persist
+def _flag(body, field, default):
+    value = body.get(field, default)
+    if not isinstance(value, bool):
+        raise _invalid(field, value, _('It must be true or false.'))
+    return value
 
 
 def _check_range(flavor, wanted):
@@ -261,6 +413,7 @@ def show_view(instance):
     lim = records.limits(flavor)
     now = records.current(instance, flavor)
     last = records.last(instance)
+    requested = records.requested(instance)
     return {'adjustment': {
         'server_id': instance.uuid,
         'minimum_vcpus': lim.vcpus.minimum,
@@ -273,4 +426,10 @@ def show_view(instance):
         'last_request_id': last.request_id,
         'last_status': last.status,
         'last_message': last.message,
+        'requested_vcpus': requested.vcpus,
+        'requested_memory_mb': requested.memory_mb,
+        'observed': {
+            'vcpus': records.observed_vcpus(instance)._asdict(),
+            'memory': records.observed_memory(instance)._asdict(),
+        },
     }}

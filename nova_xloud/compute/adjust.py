@@ -36,11 +36,14 @@ from nova import objects
 
 from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
+from nova_xloud import conf
 from nova_xloud import notifications
 from nova_xloud import records
 from nova_xloud import store
+from nova_xloud.virt import guest_view
 from nova_xloud.virt import libvirt_adjust
 
+CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 ACTION = 'xloud-adjust'
@@ -49,6 +52,9 @@ AdjustFailed = libvirt_adjust.AdjustFailed
 UNSETTLED_MESSAGE = ('libvirt lost count of the vCPUs of this server after '
                      'a vCPU unplug timed out: vCPU changes are refused '
                      'until it is hard rebooted or stopped and started')
+ONLINE_THEMSELVES = ('the guest must bring the new vCPUs online itself '
+                     '(for example with a udev rule): without the QEMU '
+                     'guest agent nova-xloud cannot see whether it did')
 
 
 class Superseded(exception.NovaException):
@@ -111,12 +117,17 @@ class Adjuster(object):
             'memory_balloon': libvirt and libvirt_adjust.has_memory_balloon(),
         }
 
+    def guest_memory(self, context, instance):
+        """What the guest's balloon statistics say, as a dict."""
+        observation = guest_view.observe_memory(self.driver, instance)
+        return dict(observation._asdict())
+
     def adjust(self, context, instance, vcpus, memory_mb, persist,
-               sequence):
+               sequence, force=False):
         with lockutils.lock('xloud-adjust-%s' % instance.uuid):
             try:
                 self._adjust_locked(context, instance.uuid, vcpus, memory_mb,
-                                    persist, sequence)
+                                    persist, sequence, force)
             except Exception:
                 # The event and the records already say what happened.
                 LOG.info('Adjustment %(request)s of %(uuid)s failed',
@@ -128,7 +139,7 @@ class Adjuster(object):
             context, uuid, expected_attrs=['system_metadata', 'flavor'])
 
     def _adjust_locked(self, context, uuid, vcpus, memory_mb, persist,
-                       sequence):
+                       sequence, force):
         with compute_utils.EventReporter(context, EVENT, self.manager.host,
                                          uuid, graceful_exit=True):
             instance = self._load(context, uuid)
@@ -142,10 +153,12 @@ class Adjuster(object):
                          persist)
             changes = []
             held = []
+            notes = []
             try:
                 self._apply(context, instance, vcpus, memory_mb, persist,
-                            changes, held)
+                            force, changes, held, notes)
             except Exception as e:
+                self._observe(instance, changes)
                 message = _message(e)
                 compute_utils.add_instance_fault_from_exc(
                     context, instance, e, sys.exc_info(),
@@ -158,9 +171,11 @@ class Adjuster(object):
                 self._reconcile_allocation(context, instance, sequence,
                                            newest, held)
                 raise AdjustFailed(reason=message)
+            self._observe(instance, changes)
             newest = store.update(context, instance, _finish,
                                   context.request_id, changes,
-                                  records.STATUS_SUCCESS)
+                                  records.STATUS_SUCCESS,
+                                  '; '.join(notes) or None)
             try:
                 self._reconcile_allocation(context, instance, sequence,
                                            newest, held)
@@ -172,6 +187,15 @@ class Adjuster(object):
             self._notify(context, notifications.END, instance, old,
                          records.current(instance), persist)
 
+    def _observe(self, instance, changes):
+        """Append to changes what the running guest shows it has."""
+        if instance.vm_state != vm_states.ACTIVE or (
+                not libvirt_adjust.is_libvirt(self.driver)):
+            return
+        changes.append((_set_observed, None, {
+            'vcpus': guest_view.observe_vcpus(self.driver, instance),
+            'memory': guest_view.observe_memory(self.driver, instance)}))
+
     def _notify(self, context, phase, instance, old, new, persist,
                 message=None):
         try:
@@ -182,11 +206,12 @@ class Adjuster(object):
             LOG.exception('Could not send the %s notification of the '
                           'adjustment of %s', phase, instance.uuid)
 
-    def _apply(self, context, instance, vcpus, memory_mb, persist, changes,
-               held):
+    def _apply(self, context, instance, vcpus, memory_mb, persist, force,
+               changes, held, notes):
         """Change the guest; append to changes the records to write.
 
-        Appends to held the placement.Allocation read before an increase.
+        Appends to held the placement.Allocation read before an increase,
+        and to notes what the result must tell beside success.
         """
         flavor = instance.flavor
         self._check_range(flavor, vcpus, memory_mb)
@@ -220,23 +245,86 @@ class Adjuster(object):
                                'a running server' %
                                type(self.driver).__name__)
         if vcpus is not None:
-            if records.vcpus_unsettled(instance):
-                raise AdjustFailed(reason=UNSETTLED_MESSAGE)
-            try:
-                actual = libvirt_adjust.set_vcpus(
-                    self.driver, instance, vcpus, decrease=vcpus < now.vcpus)
-            except libvirt_adjust.VcpusUnsettled as e:
-                _record_unsettled(changes, flavor, persist, vcpus, e)
-                raise
-            _record(changes, flavor, persist and actual == vcpus,
-                    vcpus=actual)
-            if actual != vcpus:
-                raise AdjustFailed(
-                    reason='the guest has %d vCPUs, not %d: it did not '
-                           'release them all' % (actual, vcpus))
+            self._apply_vcpus(instance, now.vcpus, vcpus, persist, changes,
+                              notes)
         if memory_mb is not None:
-            libvirt_adjust.set_memory(self.driver, instance, memory_mb)
+            self._apply_memory(instance, now.memory_mb, memory_mb, persist,
+                               force, changes)
+
+    def _apply_vcpus(self, instance, before, vcpus, persist, changes,
+                     notes):
+        flavor = instance.flavor
+        if records.vcpus_unsettled(instance):
+            raise AdjustFailed(reason=UNSETTLED_MESSAGE)
+        agent = records.has_guest_agent(instance)
+        decrease = vcpus < before
+        if decrease and agent:
+            # The guest lets go of them first, so that the unplug does not
+            # pull vCPUs it still runs tasks on.
+            guest_view.take_offline(self.driver, instance, vcpus)
+        try:
+            actual = libvirt_adjust.set_vcpus(
+                self.driver, instance, vcpus, decrease=decrease)
+        except libvirt_adjust.VcpusUnsettled as e:
+            _record_unsettled(changes, flavor, persist, vcpus, e)
+            raise
+        except AdjustFailed:
+            if decrease and agent:
+                self._online_again(instance, before)
+            raise
+        _record(changes, flavor, persist and actual == vcpus, vcpus=actual)
+        if actual != vcpus:
+            raise AdjustFailed(
+                reason='the guest has %d vCPUs, not %d: it did not '
+                       'release them all' % (actual, vcpus))
+        if not agent:
+            if vcpus > before:
+                notes.append(ONLINE_THEMSELVES)
+            return
+        online = (guest_view.bring_online(self.driver, instance, vcpus)
+                  if vcpus > before else
+                  guest_view.online_vcpus(self.driver, instance))
+        if online != vcpus:
+            raise AdjustFailed(
+                reason='libvirt gave the guest %d vCPUs but the guest has '
+                       '%d online (QEMU guest agent)' % (vcpus, online))
+
+    def _online_again(self, instance, count):
+        """Undo take_offline after the unplug failed: the vCPUs stay."""
+        try:
+            guest_view.bring_online(self.driver, instance, count)
+        except AdjustFailed as e:
+            LOG.warning('Could not bring the vCPUs of %(uuid)s back online '
+                        'after a failed unplug: %(error)s',
+                        {'uuid': instance.uuid,
+                         'error': e.format_message()})
+
+    def _apply_memory(self, instance, before, memory_mb, persist, force,
+                      changes):
+        flavor = instance.flavor
+        shrink = memory_mb < before
+        if shrink and not force:
+            refusal = records.shrink_refusal(
+                guest_view.observe_memory(self.driver, instance), memory_mb,
+                CONF.xloud.memory_shrink_margin_mb)
+            if refusal:
+                raise AdjustFailed(
+                    reason='not lowered to %d MiB: %s; "force": true lowers '
+                           'it anyway' % (memory_mb, refusal))
+        libvirt_adjust.set_memory(self.driver, instance, memory_mb)
+        if not shrink:
             _record(changes, flavor, persist, memory_mb=memory_mb)
+            return
+        actual = guest_view.wait_balloon(self.driver, instance, memory_mb)
+        if actual is None or actual <= memory_mb:
+            _record(changes, flavor, persist, memory_mb=memory_mb)
+            return
+        _record(changes, flavor, False, memory_mb=actual)
+        raise AdjustFailed(
+            reason='the guest gave back memory down to %d MiB, not %d MiB, '
+                   'within %d s: its balloon holds %d MiB' % (
+                       actual, memory_mb, CONF.xloud.balloon_timeout,
+                       actual))
 
     @staticmethod
     def _check_range(flavor, vcpus, memory_mb):
@@ -290,6 +378,10 @@ def _equals(allocation, now):
 def increases(now, vcpus=None, memory_mb=None):
     """Whether vcpus or memory_mb (None: unchanged) is above now's."""
     return ((vcpus or 0) > now.vcpus) or ((memory_mb or 0) > now.memory_mb)
+
+
+def _set_observed(view, flavor, vcpus, memory):
+    records.set_observed(view, vcpus=vcpus, memory=memory)
 
 
 def _forget_live(view, flavor):

@@ -43,6 +43,7 @@ from nova_xloud import conf
 from nova_xloud import notifications
 from nova_xloud import records
 from nova_xloud import store
+from nova_xloud.virt import guest_view
 from nova_xloud.virt import libvirt_adjust
 from nova_xloud.virt import resources
 
@@ -287,6 +288,7 @@ class DriftRepairer(object):
             LOG.warning('Not checking %(uuid)s for drift: %(error)s',
                         {'uuid': uuid, 'error': e.format_message()})
             return None
+        self._record_observation(context, instance)
         flavor = instance.flavor
         recorded = records.current(instance, flavor)
         if guest.vcpus is None:
@@ -318,6 +320,18 @@ class DriftRepairer(object):
         del _seen_drifted[uuid]
         self._repair(context, instance, plan)
         return plan
+
+    def _record_observation(self, context, instance):
+        """Store what the guest itself shows, for GET (no RPC there)."""
+        try:
+            store.update(context, instance, records.set_observed,
+                         vcpus=guest_view.observe_vcpus(self.driver,
+                                                        instance),
+                         memory=guest_view.observe_memory(self.driver,
+                                                          instance))
+        except Exception as e:
+            LOG.warning('Could not store what the guest of %(uuid)s shows: '
+                        '%(error)s', {'uuid': instance.uuid, 'error': e})
 
     def _repair(self, context, instance, plan):
         flavor = instance.flavor

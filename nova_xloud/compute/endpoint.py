@@ -36,10 +36,13 @@ class XloudComputeEndpoint(object):
     def describe_host(self, context):
         return self.adjuster.describe_host(context)
 
+    def guest_memory(self, context, instance):
+        return self.adjuster.guest_memory(context, instance)
+
     def adjust(self, context, instance, vcpus, memory_mb, persist,
-               sequence):
+               sequence, force=False):
         self.adjuster.adjust(context, instance, vcpus, memory_mb, persist,
-                             sequence)
+                             sequence, force=force)
 
 
 def create_endpoint(manager):

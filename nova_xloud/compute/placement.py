@@ -226,3 +226,70 @@ def set_amounts(context, instance, vcpus=None, memory_mb=None,
         host=instance.host,
         reason='the allocation kept changing during %d attempts (%s)' % (
             MAX_ATTEMPTS, _clean(detail or '')))
+
+
+# What one resource class of a provider has: the capacity placement
+# allows, what all consumers use, what this server holds, and the largest
+# amount one consumer may hold (max_unit).
+Room = collections.namedtuple('Room', ['capacity', 'used', 'held',
+                                       'max_unit'])
+
+
+def _read(client, context, url, instance, doing):
+    response = _call(client.get, url, context)
+    if response is None or response.status_code != 200:
+        raise _unavailable(instance, 'nothing', response, doing)
+    return response.json()
+
+
+def _capacity(inventory):
+    return int((inventory['total'] - inventory.get('reserved', 0)) *
+               inventory.get('allocation_ratio', 1.0))
+
+
+def room(context, instance, client=None):
+    """{resource class: Room} of VCPU and MEMORY_MB where the server runs.
+
+    Reads only: the server's allocation, its provider's inventories and
+    usages.
+
+    :raises: PlacementUnavailable
+    """
+    client = _client(client)
+    allocations = _read(client, context, '/allocations/%s' % instance.uuid,
+                        instance, 'the allocation read')['allocations']
+    rp_uuid = own_provider(context, instance, allocations)
+    held = allocations.get(rp_uuid, {}).get('resources', {})
+    inventories = _read(client, context,
+                        '/resource_providers/%s/inventories' % rp_uuid,
+                        instance, 'the inventory read')['inventories']
+    usages = _read(client, context,
+                   '/resource_providers/%s/usages' % rp_uuid, instance,
+                   'the usage read')['usages']
+    found = {}
+    for rc in (orc.VCPU, orc.MEMORY_MB):
+        if rc not in inventories:
+            continue
+        found[rc] = Room(capacity=_capacity(inventories[rc]),
+                         used=usages.get(rc, 0), held=held.get(rc, 0),
+                         max_unit=inventories[rc].get('max_unit'))
+    return found
+
+
+def room_refusal(found, rc, wanted):
+    """Why the provider cannot hold ``wanted`` of rc for the server, or None.
+
+    :param found: what room() returned
+    """
+    space = found.get(rc)
+    if space is None:
+        return 'host has no %s inventory in placement' % rc
+    if space.max_unit is not None and wanted > space.max_unit:
+        return ('placement allows at most %d %s for one server on this '
+                'host (max_unit)' % (space.max_unit, rc))
+    free = space.capacity - space.used
+    needed = wanted - space.held
+    if needed > 0 and needed > free:
+        return ('host has %d %s free of %d, %d more needed' % (
+            max(free, 0), rc, space.capacity, needed))
+    return None

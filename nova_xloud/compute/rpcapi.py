@@ -30,7 +30,7 @@ from nova import rpc
 from nova_xloud import conf
 
 NAMESPACE = 'xloud'
-VERSION = '1.0'
+VERSION = '1.1'
 
 
 class XloudComputeAPI(object):
@@ -39,6 +39,7 @@ class XloudComputeAPI(object):
     API version history:
 
     * 1.0 - describe_host, adjust
+    * 1.1 - guest_memory; adjust takes force
     """
 
     def __init__(self):
@@ -52,7 +53,7 @@ class XloudComputeAPI(object):
         # controllers are created.
         if self._client is None:
             target = messaging.Target(topic=compute_rpcapi.RPC_TOPIC,
-                                      namespace=NAMESPACE, version=VERSION)
+                                      namespace=NAMESPACE, version='1.0')
             self._client = rpc.get_client(
                 target, serializer=objects_base.NovaObjectSerializer())
         return self._client
@@ -65,7 +66,7 @@ class XloudComputeAPI(object):
             RemoteError when the compute does not run nova-xloud
         """
         cctxt = self.client.prepare(
-            server=host, version=VERSION,
+            server=host, version='1.0',
             timeout=timeout or conf.CONF.xloud.describe_timeout)
         return cctxt.call(ctxt, 'describe_host')
 
@@ -86,8 +87,28 @@ class XloudComputeAPI(object):
             self._described[host] = (now, info)
         return info
 
-    def adjust(self, ctxt, instance, vcpus, memory_mb, persist, sequence):
-        """Cast an adjustment to the instance's compute."""
-        cctxt = self.client.prepare(server=instance.host, version=VERSION)
+    def guest_memory(self, ctxt, instance):
+        """Ask the compute what the guest's balloon statistics say.
+
+        :returns: a dict of records.ObservedMemory's fields
+        :raises: what describe_host raises; UnsupportedVersion from a
+            compute of nova-xloud 1.0
+        """
+        cctxt = self.client.prepare(
+            server=instance.host, version='1.1',
+            timeout=conf.CONF.xloud.describe_timeout)
+        return cctxt.call(ctxt, 'guest_memory', instance=instance)
+
+    def adjust(self, ctxt, instance, vcpus, memory_mb, persist, sequence,
+               force=False):
+        """Cast an adjustment to the instance's compute.
+
+        Sent as 1.0 unless forced, so that a compute not upgraded yet
+        still takes it.
+        """
+        kwargs = {'force': True} if force else {}
+        cctxt = self.client.prepare(server=instance.host,
+                                    version='1.1' if force else '1.0')
         cctxt.cast(ctxt, 'adjust', instance=instance, vcpus=vcpus,
-                   memory_mb=memory_mb, persist=persist, sequence=sequence)
+                   memory_mb=memory_mb, persist=persist, sequence=sequence,
+                   **kwargs)

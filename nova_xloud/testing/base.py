@@ -18,6 +18,7 @@ placement and one libvirt compute on fakelibvirt with the live resize
 calls, our plugins loaded through the series' hooks.
 """
 
+import copy
 import os
 import sys
 import time
@@ -40,6 +41,8 @@ from nova_xloud.testing import fakelibvirt
 ADJUST_URL = '/os-xloud-adjust/%s'
 ADJUST_EVENT = 'compute_xloud_adjust'
 COMPUTE = 'compute1'
+# The image Nova's functional tests boot by default.
+DEFAULT_IMAGE = '155d900f-4e14-4e4c-a73d-069cbf4541e6'
 
 
 def installed_api_paste_config():
@@ -172,11 +175,20 @@ class LiveAdjustBase(ServersTestBase):
                                    disk=1, ephemeral=0,
                                    extra_spec=extra_specs)
 
-    def _boot(self, flavor_id=None, name=None):
+    def _boot(self, flavor_id=None, name=None, image=None):
         flavor_id = flavor_id or self._flavor(minimum_cpu='2',
                                               minimum_memory='1024')
         return self._create_server(name=name, flavor_id=flavor_id,
-                                   networks='none')
+                                   image_uuid=image, networks='none')
+
+    def _image_with_agent(self):
+        """A copy of the default image with hw_qemu_guest_agent=yes."""
+        meta = copy.deepcopy(self.glance.show(None, DEFAULT_IMAGE))
+        meta.pop('id')
+        meta['name'] = 'with-agent'
+        meta['properties'] = dict(meta.get('properties', {}),
+                                  hw_qemu_guest_agent='yes')
+        return self.glance.create(None, meta)['id']
 
     def _no_disk_to_move(self):
         """Resizes and migrations skip the disk copy of the fake host."""

@@ -22,6 +22,13 @@ VIR_DOMAIN_XML_INACTIVE or when it is shut off. ``defined_xml`` gives the
 XML Nova defined (the fake's XMLDesc leaves most devices out), and
 ``change_outside_nova`` does what ``virsh setvcpus`` / ``virsh setmem``
 would do behind Nova's back.
+
+It also plays the guest, as a Linux guest behaves: it keeps hot-plugged
+vCPUs offline (unless ``onlines_itself``) and answers the QEMU guest
+agent's guestVcpus / setGuestVcpus when the domain XML has the agent
+channel; its balloon statistics (memoryStats) show what the balloon holds
+and what the guest uses (``uses_mib``). ``balloon_floor`` makes a guest
+keep memory its balloon was asked to take.
 """
 
 import collections
@@ -31,10 +38,15 @@ import types
 import fixtures
 from lxml import etree
 from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.virt import hardware
 
 VCPUS = 'vcpus'
 MEMORY_KIB = 'memory_kib'
 QEMU_VCPUS = 'qemu_vcpus'
+ONLINE = 'guest_online'
+AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+# Memory the guest kernel keeps for itself: MemTotal is below the balloon.
+KERNEL_RESERVED_KIB = 32 * 1024
 
 
 class Injected(object):
@@ -53,6 +65,12 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
         self.unplug_timeouts = []
         self.crashes = []
         self.qemu_monitor = True
+        self.onlines_itself = False
+        self.agent_answers = True
+        self.memory_stats = True
+        self.default_uses_mib = 64
+        self.uses_mib = {}
+        self.balloon_floor = {}
         fixture = self
 
         orig_parse = fakelibvirt.Domain._parse_definition
@@ -68,7 +86,12 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             config = {VCPUS: int(current) if current else maximum,
                       MEMORY_KIB: (int(current_memory) if current_memory
                                    else memory)}
+            agent = any(
+                target.get('name') == AGENT_CHANNEL
+                for target in tree.iterfind('./devices/channel/target'))
             definition['xloud'] = {'max_vcpus': maximum,
+                                   'agent': agent,
+                                   ONLINE: set(range(config[VCPUS])),
                                    'max_memory_kib': memory,
                                    'config': config,
                                    'live': dict(config),
@@ -142,6 +165,73 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
                 # Whatever libvirt applied, QEMU has.
                 if live:
                     state[QEMU_VCPUS] = state['live'][VCPUS]
+                    _guest_sees_vcpus(state)
+
+        def _guest_sees_vcpus(state):
+            # Linux keeps hot-plugged vCPUs offline; a udev rule onlines
+            # them.
+            present = set(range(state[QEMU_VCPUS]))
+            state[ONLINE] &= present
+            if fixture.onlines_itself:
+                state[ONLINE] |= present
+
+        def _agent(dom, method):
+            fixture.calls.append((method, dom._def['uuid'], 0))
+            if not _state(dom)['agent']:
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'argument unsupported: QEMU guest agent is not '
+                    'configured',
+                    error_code=fakelibvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+            queue = fixture.errors.get(method)
+            if queue:
+                raise _error(queue.pop(0))
+            if not fixture.agent_answers:
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'Guest agent is not responding: QEMU guest agent is '
+                    'not connected',
+                    error_code=fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+
+        def guestVcpus(dom, flags=0):
+            _agent(dom, 'guestVcpus')
+            state = _state(dom)
+            return {'vcpus': _spec(range(state[QEMU_VCPUS])),
+                    'online': _spec(state[ONLINE]),
+                    'offlinable': _spec(range(1, state[QEMU_VCPUS]))}
+
+        def setGuestVcpus(dom, cpumap, state_, flags=0):
+            _agent(dom, 'setGuestVcpus')
+            state = _state(dom)
+            cpus = set(hardware.parse_cpu_spec(cpumap))
+            unknown = cpus - set(range(state[QEMU_VCPUS]))
+            if unknown or (not state_ and 0 in cpus):
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'invalid argument: vCPU %s cannot be set'
+                    % _spec(unknown or {0}),
+                    error_code=fakelibvirt.VIR_ERR_INVALID_ARG,
+                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+            if state_:
+                state[ONLINE] |= cpus
+            else:
+                state[ONLINE] -= cpus
+            return 0
+
+        def memoryStats(dom):
+            fixture.calls.append(('memoryStats', dom._def['uuid'], 0))
+            actual = _state(dom)['live'][MEMORY_KIB]
+            if not fixture.memory_stats:
+                return {'actual': actual}
+            available = actual - KERNEL_RESERVED_KIB
+            uses = fixture.uses_mib.get(dom._def['uuid'],
+                                        fixture.default_uses_mib) * 1024
+            return {'actual': actual, 'available': available,
+                    'usable': max(available - uses, 0),
+                    'unused': max(available - uses, 0),
+                    'last_update': 1}
 
         def qemuMonitorCommand(dom, cmd, flags=0):
             if not fixture.qemu_monitor:
@@ -157,8 +247,14 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
                                           for index in range(count)]})
 
         def setMemoryFlags(dom, memory, flags=0):
-            return _set(dom, 'setMemoryFlags', MEMORY_KIB, memory, flags,
-                        _state(dom)['max_memory_kib'])
+            result = _set(dom, 'setMemoryFlags', MEMORY_KIB, memory, flags,
+                          _state(dom)['max_memory_kib'])
+            floor = fixture.balloon_floor.get(dom._def['uuid'])
+            if floor and flags & fakelibvirt.VIR_DOMAIN_AFFECT_LIVE:
+                # The guest does not give back memory below its floor.
+                live = _state(dom)['live']
+                live[MEMORY_KIB] = max(live[MEMORY_KIB], floor)
+            return result
 
         def vcpusFlags(dom, flags=0):
             if flags & fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG:
@@ -172,6 +268,7 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             # (a soft reboot relaunches the guest this way).
             _state(dom)['live'] = dict(_state(dom)['config'])
             _state(dom)[QEMU_VCPUS] = _state(dom)['config'][VCPUS]
+            _state(dom)[ONLINE] = set(range(_state(dom)[QEMU_VCPUS]))
             return orig_create(dom, flags)
 
         orig_xml_desc = fakelibvirt.Domain.XMLDesc
@@ -201,7 +298,10 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
                 qemuMonitorCommand=qemuMonitorCommand)))
         for name, func in (('setVcpusFlags', setVcpusFlags),
                            ('setMemoryFlags', setMemoryFlags),
-                           ('vcpusFlags', vcpusFlags)):
+                           ('vcpusFlags', vcpusFlags),
+                           ('guestVcpus', guestVcpus),
+                           ('setGuestVcpus', setGuestVcpus),
+                           ('memoryStats', memoryStats)):
             self.useFixture(fixtures.MonkeyPatch(
                 'nova.tests.fixtures.libvirt.Domain.%s' % name, func))
 
@@ -222,6 +322,19 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             them) although libvirt timed out and keeps counting them
         """
         self.unplug_timeouts.append(released)
+
+    @staticmethod
+    def guest_online(domain):
+        """How many vCPUs the guest has online."""
+        return len(domain._def['xloud'][ONLINE])
+
+    def guest_uses(self, domain, mib):
+        """Make the guest use mib MiB (its balloon statistics say so)."""
+        self.uses_mib[domain._def['uuid']] = mib
+
+    def hold_balloon(self, domain, kib):
+        """Make the guest keep at least kib KiB whatever it is asked."""
+        self.balloon_floor[domain._def['uuid']] = kib
 
     @staticmethod
     def qemu_vcpus(domain):
@@ -276,6 +389,10 @@ def _with_current_values(xml, values, max_vcpus):
     if current_memory is not None:
         current_memory.text = str(values[MEMORY_KIB])
     return etree.tostring(tree, encoding='unicode')
+
+
+def _spec(cpus):
+    return ','.join(str(cpu) for cpu in sorted(cpus))
 
 
 def _error(injected):

@@ -60,7 +60,7 @@ class VcpusUnsettled(AdjustFailed):
     """
 
 
-def _libvirt():
+def libvirt_module():
     # The module nova's libvirt host code uses (fakelibvirt in tests).
     from nova.virt.libvirt import host
     return host.libvirt
@@ -85,15 +85,15 @@ def _flags():
     # keeps a soft-rebooted guest at the values the records show, so a
     # "persist": false change lasts until the next hard reboot, as the API
     # promises, and no record claims what the guest does not have.
-    libvirt = _libvirt()
+    libvirt = libvirt_module()
     return libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
-def _domain(driver, instance):
+def get_domain(driver, instance):
     return driver._host.get_guest(instance)._domain
 
 
-def _message(error):
+def error_message(error):
     try:
         return error.get_error_message() or str(error)
     except AttributeError:
@@ -101,11 +101,11 @@ def _message(error):
 
 
 def _timed_out(error):
-    libvirt = _libvirt()
+    libvirt = libvirt_module()
     code = getattr(error, 'get_error_code', lambda: None)()
     if code == getattr(libvirt, 'VIR_ERR_OPERATION_TIMEOUT', 68):
         return True
-    return 'timed out' in _message(error)
+    return 'timed out' in error_message(error)
 
 
 def set_vcpus(driver, instance, count, decrease):
@@ -118,19 +118,19 @@ def set_vcpus(driver, instance, count, decrease):
     :raises: AdjustFailed with libvirt's message
     :raises: VcpusUnsettled when libvirt lost count of the guest's vCPUs
     """
-    libvirt = _libvirt()
-    domain = _domain(driver, instance)
+    libvirt = libvirt_module()
+    domain = get_domain(driver, instance)
     try:
         domain.setVcpusFlags(count, _flags())
         return count
     except libvirt.libvirtError as e:
         if not (decrease and _timed_out(e)):
             raise AdjustFailed(reason='libvirt could not set %d vCPUs: %s'
-                               % (count, _message(e)))
+                               % (count, error_message(e)))
         LOG.warning('vCPU unplug to %(count)d timed out for %(uuid)s, '
                     'asking QEMU what the guest has: %(error)s',
                     {'count': count, 'uuid': instance.uuid,
-                     'error': _message(e)})
+                     'error': error_message(e)})
     return _settle_timed_out_unplug(domain, count)
 
 
@@ -144,11 +144,11 @@ def _settle_timed_out_unplug(domain, requested):
     QEMU's, or QEMU cannot be asked, VcpusUnsettled says so and the
     caller refuses further vCPU changes until the domain is defined anew.
     """
-    libvirt = _libvirt()
+    libvirt = libvirt_module()
     try:
         counted = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
     except libvirt.libvirtError as e:
-        LOG.warning('Could not read the live vCPU count: %s', _message(e))
+        LOG.warning('Could not read the live vCPU count: %s', error_message(e))
         counted = None
     present = vcpus_in_qemu(domain)
     if present is None:
@@ -162,7 +162,7 @@ def _settle_timed_out_unplug(domain, requested):
     except libvirt.libvirtError as e:
         raise AdjustFailed(reason='libvirt timed out removing vCPUs and '
                            'could not store the %d the guest has: %s'
-                           % (present, _message(e)))
+                           % (present, error_message(e)))
     if counted == present:
         return present
     raise VcpusUnsettled(
@@ -203,13 +203,13 @@ def set_memory(driver, instance, memory_mb):
 
     :raises: AdjustFailed with libvirt's message
     """
-    libvirt = _libvirt()
-    domain = _domain(driver, instance)
+    libvirt = libvirt_module()
+    domain = get_domain(driver, instance)
     try:
         domain.setMemoryFlags(memory_mb * units.Ki, _flags())
     except libvirt.libvirtError as e:
         raise AdjustFailed(reason='libvirt could not set memory to %d MiB: '
-                           '%s' % (memory_mb, _message(e)))
+                           '%s' % (memory_mb, error_message(e)))
 
 
 def live_resources(driver, instance):
@@ -222,9 +222,9 @@ def live_resources(driver, instance):
 
     :raises: AdjustFailed with libvirt's message
     """
-    libvirt = _libvirt()
+    libvirt = libvirt_module()
     try:
-        domain = _domain(driver, instance)
+        domain = get_domain(driver, instance)
         if records.vcpus_unsettled(instance):
             vcpus = vcpus_in_qemu(domain)
         else:
@@ -232,7 +232,7 @@ def live_resources(driver, instance):
         tree = etree.fromstring(domain.XMLDesc(0))
     except libvirt.libvirtError as e:
         raise AdjustFailed(reason='libvirt could not describe the guest: '
-                           '%s' % _message(e))
+                           '%s' % error_message(e))
     memory_kib = int(tree.findtext('./currentMemory') or
                      tree.findtext('./memory'))
     return resources.Resources(vcpus=vcpus,

@@ -42,10 +42,11 @@ class AdjustTestBase(base.LiveAdjustBase):
         self.casts = []
         real_cast = rpcapi.XloudComputeAPI.adjust
 
-        def cast(rpc, ctxt, instance, vcpus, memory_mb, persist, sequence):
+        def cast(rpc, ctxt, instance, vcpus, memory_mb, persist, sequence,
+                 force=False):
             self.casts.append((ctxt.request_id, sequence, vcpus, memory_mb))
             return real_cast(rpc, ctxt, instance, vcpus, memory_mb, persist,
-                             sequence)
+                             sequence, force=force)
         self.useFixture(fixtures.MonkeyPatch(
             'nova_xloud.compute.rpcapi.XloudComputeAPI.adjust', cast))
 

@@ -34,6 +34,7 @@ from oslo_utils import units
 
 from nova_xloud.api import compat
 from nova_xloud.api.schemas import adjust as schema
+from nova_xloud.compute import adjust as compute_adjust
 from nova_xloud.compute import endpoint
 from nova_xloud import records
 from nova_xloud.testing import base
@@ -111,7 +112,16 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
             'minimum_memory_mb': 1024, 'current_memory_mb': 1024,
             'maximum_memory_mb': 4096, 'persisted': True,
             'last_request_id': None, 'last_status': None,
-            'last_message': None}, shown)
+            'last_message': None, 'requested_vcpus': None,
+            'requested_memory_mb': None,
+            'observed': {
+                'vcpus': {'online': None, 'source': None,
+                          'observed_at': None,
+                          'reason': records.NOT_OBSERVED},
+                'memory': {'actual_mb': None, 'available_mb': None,
+                           'usable_mb': None, 'source': None,
+                           'observed_at': None,
+                           'reason': records.NOT_OBSERVED}}}, shown)
         self._assert_state(server, (2, 1024))
 
     def test_up_and_down_both_resources(self):
@@ -125,7 +135,9 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self._assert_state(server, (4, 3072))
         self.assertEqual((4, 3072), self._config(server))
         shown = self._show(server)
-        self.assertEqual((adjustment['request_id'], 'success', None),
+        # No guest agent in the image: the guest must online the vCPUs.
+        self.assertEqual((adjustment['request_id'], 'success',
+                          compute_adjust.ONLINE_THEMSELVES),
                          (shown['last_request_id'], shown['last_status'],
                           shown['last_message']))
         self.assertEqual(self.computes['compute1'].host, event['host'])
@@ -209,10 +221,13 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
 
     def test_api_reference_samples_are_what_the_api_does(self):
         shown = self._api_ref_sample('show-resp.json')['adjustment']
+        # The sample's guest has the agent and uses 902 MiB.
         server = self._boot(self._flavor(
             vcpu=shown['maximum_vcpus'], memory_mb=shown['maximum_memory_mb'],
             minimum_cpu=str(shown['minimum_vcpus']),
-            minimum_memory=str(shown['minimum_memory_mb'])))
+            minimum_memory=str(shown['minimum_memory_mb'])),
+            image=self._image_with_agent())
+        self.libvirt_ext.guest_uses(self._domain(server), 902)
         ids = {'server_id': server['id']}
         response = self._post(server, self._api_ref_sample('adjust-req.json'))
         ids['request_id'] = response['adjustment']['request_id']
@@ -222,7 +237,15 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
         self._wait_event(server, ids['request_id'], 'Success')
         shown.update(server_id=server['id'],
                      last_request_id=ids['request_id'])
-        self.assertEqual(shown, self._show(server))
+        actual = self._show(server)
+        for kind in ('vcpus', 'memory'):
+            # The time of the observation is the one thing a sample
+            # cannot know.
+            observed_at = actual['observed'][kind]['observed_at']
+            self.assertRegex(observed_at,
+                             r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$')
+            shown['observed'][kind]['observed_at'] = observed_at
+        self.assertEqual(shown, actual)
 
     def test_libvirt_error(self):
         server = self._boot()
@@ -709,6 +732,13 @@ class LiveAdjustRefusedTestCase(LiveAdjustTestBase):
         self.flags(mem_stats_period_seconds=0, group='libvirt')
         self._refused(409, self.server, {'current_memory_mb': 2048},
                       'no usable memory balloon')
+        answer = self.admin_api.api_post(
+            URL % self.server['id'], {'current_memory_mb': 2048,
+                                      'current_vcpus': 3, 'dry_run': True},
+            check_response_status=[200]).body['dry_run']
+        self.assertIn('no usable memory balloon',
+                      answer['current_memory_mb']['reasons'][0])
+        self.assertTrue(answer['current_vcpus']['applicable'])
         self._adjust(self.server, current_vcpus=3)
 
     def test_full_host(self):
@@ -735,6 +765,19 @@ class LiveAdjustUnpatchedComputeTestCase(LiveAdjustTestBase):
         self.assertEqual((2, 1024), self._allocation(server))
         # GET needs no compute.
         self.assertEqual((2, 1024), self._current(server))
+
+    def test_dry_run_names_the_compute_without_endpoint(self):
+        server = self._boot()
+        answer = self.admin_api.api_post(
+            URL % server['id'], {'current_memory_mb': 2048,
+                                 'dry_run': True},
+            check_response_status=[200]).body['dry_run']
+        self.assertFalse(answer['applicable'])
+        self.assertEqual(
+            ['The compute service on host compute1 does not run '
+             'nova-xloud.'], answer['current_memory_mb']['reasons'])
+        self.assertEqual([], self.libvirt_ext.calls)
+        self.assertEqual((2, 1024), self._allocation(server))
 
 
 class ComputeWithoutDatabaseTestBase(LiveAdjustTestBase):

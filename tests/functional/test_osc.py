@@ -26,6 +26,7 @@ from nova import context as nova_context
 from openstackclient import shell
 from oslo_serialization import jsonutils
 
+from nova_xloud.osc.v1 import adjust
 from tests.functional import test_live_adjust
 from tests import readme
 
@@ -136,7 +137,7 @@ class OSCTestCase(test_live_adjust.LiveAdjustTestBase):
         server = self._boot()
         self.assertNotEqual(server['id'], server['name'])
         shown = self._json('server', 'adjust', 'show', server['name'])
-        self.assertEqual(self._show(server), shown)
+        self.assertEqual(adjust.flatten_shown(self._show(server)), shown)
         code, out, err = self._openstack('server', 'adjust', 'show',
                                          server['name'], '-f', 'value',
                                          '-c', 'maximum_vcpus')

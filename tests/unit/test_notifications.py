@@ -13,16 +13,22 @@
 import subprocess
 import sys
 
+from nova import context
 from nova.objects import base as nova_base
 from nova import test
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.unit import fake_instance
+from oslo_utils.fixture import uuidsentinel as uuids
 from oslo_versionedobjects import fixture
 
 from nova_xloud import notifications
+from nova_xloud import records
+from nova_xloud.virt import resources
 
 # Change a class's fields, then bump its VERSION and update its hash here.
 OBJECT_DATA = {
     'XloudAdjustNotification': '1.0-a73147b93b520ff0061865849d3dfa56',
-    'XloudAdjustPayload': '1.0-1f825281ff8974983e86fad9b9ad8809',
+    'XloudAdjustPayload': '1.1-2dc031839ffeeeb835555be3997caeda',
 }
 
 NOVA_HASH_CHECK = ('nova.tests.unit.notifications.objects.test_notification.'
@@ -62,3 +68,50 @@ class NotificationObjectsTestCase(test.NoDBTestCase):
         self.assertEqual(0, result.returncode,
                          result.stdout[-3000:] + result.stderr[-3000:])
         self.assertIn('Ran 1 test', result.stdout + result.stderr)
+
+
+class NotifyTestCase(test.NoDBTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flags(notification_format='versioned', group='notifications')
+        self.notifier = self.useFixture(nova_fixtures.NotificationFixture(
+            self))
+        self.ctxt = context.get_admin_context()
+        self.instance = fake_instance.fake_instance_obj(
+            self.ctxt, uuid=uuids.instance)
+        self.instance.system_metadata = {}
+
+    def _notify(self, phase=notifications.END, message=None):
+        notifications.notify(
+            self.ctxt, 'compute1', phase, self.instance,
+            resources.Resources(2, 1024), resources.Resources(3, 2048),
+            True, message)
+        self.assertEqual(1, len(self.notifier.versioned_notifications))
+        sent = self.notifier.versioned_notifications.pop()
+        self.assertEqual('1.1', sent['payload']['nova_object.version'])
+        return sent
+
+    def test_observed_values(self):
+        records.set_observed(
+            self.instance, vcpus=records.observe_vcpus(online=3),
+            memory=records.observe_memory(actual_mb=2048, available_mb=2016,
+                                          usable_mb=1800))
+        sent = self._notify()
+        self.assertEqual('xloud_adjust.update.end', sent['event_type'])
+        self.assertEqual('INFO', sent['priority'])
+        data = sent['payload']['nova_object.data']
+        self.assertEqual((3, 2048, 1800), (
+            data['observed_vcpus'], data['observed_memory_mb'],
+            data['observed_usable_mb']))
+        self.assertEqual((2, 1024, 3, 2048), (
+            data['old_vcpus'], data['old_memory_mb'], data['new_vcpus'],
+            data['new_memory_mb']))
+
+    def test_not_observed_is_null(self):
+        sent = self._notify(notifications.ERROR, 'boom')
+        self.assertEqual('ERROR', sent['priority'])
+        data = sent['payload']['nova_object.data']
+        self.assertEqual((None, None, None, 'boom'), (
+            data['observed_vcpus'], data['observed_memory_mb'],
+            data['observed_usable_mb'], data['message']))

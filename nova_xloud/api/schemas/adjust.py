@@ -38,6 +38,8 @@ adjust = {
         'current_vcpus': _amount,
         'current_memory_mb': _amount,
         'persist': {'type': 'boolean'},
+        'force': {'type': 'boolean'},
+        'dry_run': {'type': 'boolean'},
     },
     # At least one of current_vcpus and current_memory_mb: checked by the
     # controller, whose message names both fields (an anyOf here would hide
@@ -56,7 +58,7 @@ _uuid = {'type': 'string', 'format': 'uuid'}
 _count = {'type': 'integer', 'minimum': 1}
 _request_id = {'type': 'string', 'pattern': '^req-[0-9a-f-]{36}$'}
 
-adjust_response = {
+_accepted = {
     'type': 'object',
     'properties': {
         'adjustment': {
@@ -74,6 +76,77 @@ adjust_response = {
         },
     },
     'required': ['adjustment'],
+    'additionalProperties': False,
+}
+
+_reasons = {'type': 'array', 'items': {'type': 'string'}}
+
+_answer = {
+    'type': 'object',
+    'properties': {
+        'requested': _count,
+        'current': _count,
+        'applicable': {'type': 'boolean'},
+        'reasons': _reasons,
+        'notes': _reasons,
+    },
+    'required': ['requested', 'current', 'applicable', 'reasons', 'notes'],
+    'additionalProperties': False,
+}
+
+_dry_run = {
+    'type': 'object',
+    'properties': {
+        'dry_run': {
+            'type': 'object',
+            'properties': {
+                'server_id': _uuid,
+                'applicable': {'type': 'boolean'},
+                'current_vcpus': _answer,
+                'current_memory_mb': _answer,
+            },
+            'required': ['server_id', 'applicable'],
+            'additionalProperties': False,
+        },
+    },
+    'required': ['dry_run'],
+    'additionalProperties': False,
+}
+
+# 202 with the accepted adjustment, or 200 with the answer to a dry run.
+adjust_response = {'oneOf': [_accepted, _dry_run]}
+
+_optional_count = {'type': ['integer', 'null'], 'minimum': 0}
+# Older validators check the format of null too.
+_when = {'oneOf': [{'type': 'string', 'format': 'date-time'},
+                   {'type': 'null'}]}
+_source = {'type': ['string', 'null']}
+_reason = {'type': ['string', 'null']}
+
+_observed_vcpus = {
+    'type': 'object',
+    'properties': {
+        'online': _optional_count,
+        'source': _source,
+        'observed_at': _when,
+        'reason': _reason,
+    },
+    'required': ['online', 'source', 'observed_at', 'reason'],
+    'additionalProperties': False,
+}
+
+_observed_memory = {
+    'type': 'object',
+    'properties': {
+        'actual_mb': _optional_count,
+        'available_mb': _optional_count,
+        'usable_mb': _optional_count,
+        'source': _source,
+        'observed_at': _when,
+        'reason': _reason,
+    },
+    'required': ['actual_mb', 'available_mb', 'usable_mb', 'source',
+                 'observed_at', 'reason'],
     'additionalProperties': False,
 }
 
@@ -97,12 +170,26 @@ show_response = {
                     'type': ['string', 'null'],
                     'enum': ['pending', 'success', 'error', None]},
                 'last_message': {'type': ['string', 'null']},
+                'requested_vcpus': {'type': ['integer', 'null'],
+                                    'minimum': 1},
+                'requested_memory_mb': {'type': ['integer', 'null'],
+                                        'minimum': 1},
+                'observed': {
+                    'type': 'object',
+                    'properties': {
+                        'vcpus': _observed_vcpus,
+                        'memory': _observed_memory,
+                    },
+                    'required': ['vcpus', 'memory'],
+                    'additionalProperties': False,
+                },
             },
             'required': ['server_id', 'minimum_vcpus', 'current_vcpus',
                          'maximum_vcpus', 'minimum_memory_mb',
                          'current_memory_mb', 'maximum_memory_mb',
                          'persisted', 'last_request_id', 'last_status',
-                         'last_message'],
+                         'last_message', 'requested_vcpus',
+                         'requested_memory_mb', 'observed'],
             'additionalProperties': False,
         },
     },

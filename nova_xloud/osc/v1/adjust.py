@@ -15,7 +15,10 @@
 Both resolve the server by name or ID through the SDK compute proxy and
 call /os-xloud-adjust/{server_id} on it. ``set --wait`` follows the
 ``xloud-adjust`` instance action until its ``compute_xloud_adjust``
-event has a result.
+event has a result; ``set --dry-run`` prints, per value, whether it can
+be applied now and every reason it cannot. ``show`` prints what was last
+requested, what libvirt applied (current) and what the guest itself showed
+(observed), flattened into columns.
 """
 
 import argparse
@@ -38,10 +41,29 @@ WAIT_TIMEOUT = 600
 
 SET_COLUMNS = ('server_id', 'request_id', 'current_vcpus',
                'current_memory_mb', 'persist')
+# The observed values of GET, flattened: (column, (observed key, field)).
+OBSERVED_COLUMNS = (
+    ('observed_vcpus', ('vcpus', 'online')),
+    ('observed_vcpus_source', ('vcpus', 'source')),
+    ('observed_vcpus_at', ('vcpus', 'observed_at')),
+    ('observed_vcpus_reason', ('vcpus', 'reason')),
+    ('observed_memory_actual_mb', ('memory', 'actual_mb')),
+    ('observed_memory_available_mb', ('memory', 'available_mb')),
+    ('observed_memory_usable_mb', ('memory', 'usable_mb')),
+    ('observed_memory_source', ('memory', 'source')),
+    ('observed_memory_at', ('memory', 'observed_at')),
+    ('observed_memory_reason', ('memory', 'reason')),
+)
 SHOW_COLUMNS = ('server_id', 'minimum_vcpus', 'current_vcpus',
                 'maximum_vcpus', 'minimum_memory_mb', 'current_memory_mb',
-                'maximum_memory_mb', 'persisted', 'last_request_id',
-                'last_status', 'last_message')
+                'maximum_memory_mb', 'persisted', 'requested_vcpus',
+                'requested_memory_mb') + tuple(
+                    column for column, _path in OBSERVED_COLUMNS) + (
+                'last_request_id', 'last_status', 'last_message')
+# The answer to a dry run, per value asked: (API field, column prefix).
+DRY_RUN_VALUES = (('current_vcpus', 'vcpus'),
+                  ('current_memory_mb', 'memory_mb'))
+DRY_RUN_FIELDS = ('requested', 'current', 'applicable', 'reasons', 'notes')
 
 
 def _positive_int(text):
@@ -98,13 +120,62 @@ def post_adjustment(compute, server_id, body):
     return _call(compute, 'post', URL % server_id, json=body)['adjustment']
 
 
-def build_body(vcpus, memory_mb, persist):
+def post_dry_run(compute, server_id, body):
+    """The answer to a dry run (body has "dry_run": true)."""
+    return _call(compute, 'post', URL % server_id, json=body)['dry_run']
+
+
+def build_body(vcpus, memory_mb, persist, force=False, dry_run=False):
+    """The POST body; force and dry_run are sent only when true.
+
+    (A server older than them refuses fields it does not know.)
+    """
     body = {'persist': persist}
     if vcpus is not None:
         body['current_vcpus'] = vcpus
     if memory_mb is not None:
         body['current_memory_mb'] = memory_mb
+    if force:
+        body['force'] = True
+    if dry_run:
+        body['dry_run'] = True
     return body
+
+
+def flatten_shown(shown):
+    """The GET body with its observed values as flat columns.
+
+    A server that does not report them (older nova-xloud) shows none.
+    """
+    flat = dict(shown)
+    observed = flat.pop('observed', None) or {}
+    for column, (kind, field) in OBSERVED_COLUMNS:
+        flat[column] = (observed.get(kind) or {}).get(field)
+    return flat
+
+
+def _lines(values):
+    return '\n'.join(values or ())
+
+
+def dry_run_view(answer):
+    """(columns, values) of a dry-run answer: per value asked, its fields."""
+    columns = ['server_id', 'applicable']
+    values = [answer.get('server_id'), answer.get('applicable')]
+    for field, prefix in DRY_RUN_VALUES:
+        if field not in answer:
+            continue
+        for name in DRY_RUN_FIELDS:
+            columns.append('%s_%s' % (prefix, name))
+            value = answer[field].get(name)
+            values.append(_lines(value) if name in ('reasons', 'notes')
+                          else value)
+    return tuple(columns), tuple(values)
+
+
+def _show(compute, server_id):
+    shown = flatten_shown(get_adjustment(compute, server_id))
+    return SHOW_COLUMNS, utils.get_dict_properties(shown, SHOW_COLUMNS)
 
 
 def get_event(compute, server_id, request_id):
@@ -206,6 +277,20 @@ class SetAdjustment(command.ShowOne):
             help=_('Change the running guest only: its next hard reboot or '
                    'start returns to the last persisted values'))
         parser.add_argument(
+            '--force',
+            action='store_true',
+            help=_('Lower the memory even when the guest\'s balloon '
+                   'statistics show it uses more than the new value leaves '
+                   '(or show nothing): the guest may swap or kill '
+                   'processes'))
+        parser.add_argument(
+            '--dry-run',
+            action='store_true',
+            help=_('Change nothing: show for each value whether it can be '
+                   'applied live now, every reason it cannot, and notes '
+                   '(with --force, as a forced adjustment would be '
+                   'checked)'))
+        parser.add_argument(
             '--wait',
             action='store_true',
             help=_('Wait until the compute has made the change; show the '
@@ -224,24 +309,32 @@ class SetAdjustment(command.ShowOne):
         if parsed_args.vcpus is None and parsed_args.memory is None:
             self._parser.error(
                 _('at least one of --vcpus and --memory is required'))
+        if parsed_args.dry_run and parsed_args.wait:
+            self._parser.error(
+                _('--wait cannot be used with --dry-run: a dry run changes '
+                  'nothing'))
         compute = self.app.client_manager.xloud
         server = find_server(compute, parsed_args.server)
-        adjustment = post_adjustment(compute, server.id, build_body(
-            parsed_args.vcpus, parsed_args.memory, parsed_args.persist))
+        body = build_body(parsed_args.vcpus, parsed_args.memory,
+                          parsed_args.persist, force=parsed_args.force,
+                          dry_run=parsed_args.dry_run)
+        if parsed_args.dry_run:
+            return dry_run_view(post_dry_run(compute, server.id, body))
+        adjustment = post_adjustment(compute, server.id, body)
         if not parsed_args.wait:
             return SET_COLUMNS, utils.get_dict_properties(adjustment,
                                                           SET_COLUMNS)
         wait_for_adjustment(compute, server.id, adjustment['request_id'],
                             timeout=parsed_args.wait_timeout,
                             stream=self.app.stderr)
-        shown = get_adjustment(compute, server.id)
-        return SHOW_COLUMNS, utils.get_dict_properties(shown, SHOW_COLUMNS)
+        return _show(compute, server.id)
 
 
 class ShowAdjustment(command.ShowOne):
     _description = _(
-        'Show the vCPU and memory ranges of a server, its current values '
-        'and its last adjustment')
+        'Show the vCPU and memory ranges of a server, what was last '
+        'requested, what it has (current) and what its guest showed '
+        '(observed), and its last adjustment')
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -251,5 +344,4 @@ class ShowAdjustment(command.ShowOne):
     def take_action(self, parsed_args):
         compute = self.app.client_manager.xloud
         server = find_server(compute, parsed_args.server)
-        shown = get_adjustment(compute, server.id)
-        return SHOW_COLUMNS, utils.get_dict_properties(shown, SHOW_COLUMNS)
+        return _show(compute, server.id)

@@ -32,10 +32,13 @@ from nova_xloud.api import adjust
 from nova_xloud.api import compat
 from nova_xloud.api import routes
 from nova_xloud.api.schemas import adjust as schema
+from nova_xloud.compute import adjust as compute_adjust
 from nova_xloud.compute import placement
+from nova_xloud import records
 from nova_xloud.testing import fake_store
 
 UUID = '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'
+REQUEST_ID = 'req-a4b6ac2c-6a49-4a40-8fb4-4b8e2b7b0b0e'
 
 
 def make_flavor(vcpus=4, memory_mb=4096, **extra_specs):
@@ -52,7 +55,8 @@ class RequestSchemaTestCase(test.NoDBTestCase):
 
     @ddt.data({'current_vcpus': 2}, {'current_memory_mb': 1024},
               {'current_vcpus': '2', 'current_memory_mb': '1024'},
-              {'current_vcpus': 2, 'persist': False})
+              {'current_vcpus': 2, 'persist': False},
+              {'current_memory_mb': 1024, 'force': True, 'dry_run': False})
     def test_valid(self, body):
         self._validate(body)
 
@@ -70,6 +74,10 @@ class RequestSchemaTestCase(test.NoDBTestCase):
               ({'current_vcpus': 2 ** 31}, 'current_vcpus'),
               ({'current_vcpus': None}, 'current_vcpus'),
               ({'current_vcpus': 2, 'persist': 'true'}, 'persist'),
+              ({'current_vcpus': 2, 'force': 'true'}, 'force'),
+              ({'current_vcpus': 2, 'force': 1}, 'force'),
+              ({'current_vcpus': 2, 'dry_run': None}, 'dry_run'),
+              ({'current_vcpus': 2, 'dry_run': 'yes'}, 'dry_run'),
               ({'current_vcpus': 2, 'vcpus': 2}, 'vcpus'),
               (None, 'object'), ([], 'object'), ('2', 'object'))
     @ddt.unpack
@@ -106,6 +114,38 @@ class ApiRefSamplesTestCase(test.NoDBTestCase):
         compat.validate_response(schema.show_response,
                                  self._sample('show-resp.json'))
 
+    def test_dry_run_samples_match_schemas(self):
+        request = self._sample('adjust-dry-run-req.json')
+        self.assertIs(True, request['dry_run'])
+        compat.validate_response(schema.adjust, request)
+        response = self._sample('adjust-dry-run-resp.json')
+        compat.validate_response(schema.adjust_response, response)
+        # A dry-run answer, not an accepted adjustment.
+        self.assertEqual(['dry_run'], list(response))
+
+    def test_force_sample_matches_schema(self):
+        request = self._sample('adjust-force-req.json')
+        self.assertIs(True, request['force'])
+        compat.validate_response(schema.adjust, request)
+
+    def test_every_sample_is_checked(self):
+        path = os.path.join(os.path.dirname(__file__), '..', '..', '..',
+                            'api-ref', 'source', 'samples')
+        self.assertEqual(
+            ['adjust-dry-run-req.json', 'adjust-dry-run-resp.json',
+             'adjust-force-req.json', 'adjust-req.json', 'adjust-resp.json',
+             'show-resp.json'], sorted(os.listdir(path)))
+
+    def test_response_schema_is_one_of_the_two(self):
+        accepted = self._sample('adjust-resp.json')
+        dry_run = self._sample('adjust-dry-run-resp.json')
+        self.assertRaises(exception.ValidationError,
+                          compat.validate_response, schema.adjust_response,
+                          dict(accepted, **dry_run))
+        self.assertRaises(exception.ValidationError,
+                          compat.validate_response, schema.adjust_response,
+                          {'dry_run': {'applicable': True}})
+
 
 class ControllerTestCase(test.NoDBTestCase):
 
@@ -132,10 +172,22 @@ class ControllerTestCase(test.NoDBTestCase):
             'nova.servicegroup.API.service_is_up', return_value=True)).mock
         self.rpc = mock.Mock()
         self.rpc.describe_host.return_value = {
-            'version': '1.0', 'live_vcpus': True, 'memory_balloon': True}
+            'version': '1.1', 'live_vcpus': True, 'memory_balloon': True}
         # The cache is rpcapi's own, tested there.
         self.rpc.describe_host_cached.side_effect = self.rpc.describe_host
+        # A guest using 148 MiB of 2048 (the balloon statistics).
+        self.rpc.guest_memory.return_value = {
+            'actual_mb': 2048, 'available_mb': 2016, 'usable_mb': 1900,
+            'source': 'balloon-statistics',
+            'observed_at': '2026-01-02T03:04:05Z', 'reason': None}
         self.controller.rpcapi = self.rpc
+        # A host with room for more of both.
+        room = {'VCPU': placement.Room(capacity=16, used=8, held=2,
+                                       max_unit=16),
+                'MEMORY_MB': placement.Room(capacity=8192, used=4096,
+                                            held=1024, max_unit=8192)}
+        self.room = self.useFixture(fixtures.MockPatch(
+            'nova_xloud.compute.placement.room', return_value=room)).mock
         self.set_amounts = self.useFixture(fixtures.MockPatch(
             'nova_xloud.compute.placement.set_amounts')).mock
         self.action_start = self.useFixture(fixtures.MockPatch(
@@ -164,11 +216,15 @@ class ControllerTestCase(test.NoDBTestCase):
         self.rpc.describe_host.assert_called_once_with(self.ctxt,
                                                        'compute1')
         self.rpc.adjust.assert_called_once_with(self.ctxt, self.instance, 3,
-                                                None, True, 1)
+                                                None, True, 1, force=False)
         self.assertEqual([(UUID, {
             'xloud_adjust_seq': '1', 'xloud_last_status': 'pending',
-            'xloud_last_request_id': self.ctxt.request_id})],
+            'xloud_last_request_id': self.ctxt.request_id,
+            'xloud_requested_vcpus': '3'})],
             self.store.writes)
+        # Not a decrease of memory: the guest is not asked.
+        self.rpc.guest_memory.assert_not_called()
+        self.room.assert_not_called()
         self.instance.save.assert_not_called()
         self.instance.refresh.assert_not_called()
 
@@ -192,7 +248,7 @@ class ControllerTestCase(test.NoDBTestCase):
         self.instance.system_metadata = {'xloud_adjust_seq': '41'}
         self._adjust({'current_vcpus': 3})
         self.rpc.adjust.assert_called_once_with(self.ctxt, self.instance, 3,
-                                                None, True, 42)
+                                                None, True, 42, force=False)
 
     def test_needs_a_value(self):
         e = self.assertRaises(webob.exc.HTTPBadRequest, self._adjust,
@@ -323,10 +379,306 @@ class ControllerTestCase(test.NoDBTestCase):
             e = self.assertRaises(webob.exc.HTTPBadRequest, adjust._wanted,
                                   {'current_vcpus': value})
             self.assertIn('current_vcpus', e.explanation)
-        for value in ('true', 1, None):
-            e = self.assertRaises(webob.exc.HTTPBadRequest, adjust._persist,
-                                  {'persist': value})
-            self.assertIn('persist', e.explanation)
+        for field in ('persist', 'force', 'dry_run'):
+            for value in ('true', 1, None, 0):
+                e = self.assertRaises(webob.exc.HTTPBadRequest, adjust._flag,
+                                      {field: value}, field, False)
+                self.assertIn('field/attribute %s. Value: %r' % (
+                    field, value), e.explanation)
+                self.assertIn('It must be true or false.', e.explanation)
+        self.assertIs(True, adjust._flag({}, 'persist', True))
+        self.assertIs(False, adjust._flag({}, 'force', False))
+        self.assertIs(True, adjust._flag({'force': True}, 'force', False))
+
+    def test_flags_must_be_booleans(self):
+        # The schema refuses them where it runs; the controller anyway.
+        for field in ('persist', 'force', 'dry_run'):
+            for value in ('true', 1, None):
+                e = self.assertRaises(
+                    (exception.ValidationError, webob.exc.HTTPBadRequest),
+                    self._adjust, {'current_vcpus': 3, field: value})
+                message = getattr(e, 'explanation', None) or str(e)
+                self.assertIn(field, message)
+        self._assert_nothing_done()
+        self.room.assert_not_called()
+
+    def _live(self, vcpus=2, memory_mb=2048):
+        self.instance.system_metadata.update({
+            'xloud_live_vcpus': str(vcpus),
+            'xloud_live_memory_mb': str(memory_mb),
+            'xloud_live_flavorid': self.instance.flavor.flavorid})
+
+    def _guest_uses(self, actual_mb, usable_mb):
+        self.rpc.guest_memory.return_value = dict(
+            self.rpc.guest_memory.return_value, actual_mb=actual_mb,
+            available_mb=actual_mb - 32, usable_mb=usable_mb)
+
+    def test_safe_shrink_asks_the_guest(self):
+        self._live(memory_mb=2048)
+        self._adjust({'current_memory_mb': 1024})
+        self.rpc.guest_memory.assert_called_once_with(self.ctxt,
+                                                      self.instance)
+        self.rpc.adjust.assert_called_once_with(
+            self.ctxt, self.instance, None, 1024, True, 1, force=False)
+        self.assertEqual('1024', self.instance.system_metadata[
+            'xloud_requested_memory_mb'])
+
+    def test_unsafe_shrink_is_refused_naming_the_numbers(self):
+        self._live(memory_mb=2048)
+        self._guest_uses(2048, 548)
+        e = self.assertRaises(webob.exc.HTTPConflict, self._adjust,
+                              {'current_memory_mb': 1024})
+        self.assertEqual(
+            'current_memory_mb 1024 is not safe: the guest uses 1500 MiB of '
+            'its 2048 MiB (548 MiB usable); 1024 MiB leaves less than the '
+            '128 MiB margin: the smallest safe target is 1628 MiB. Send '
+            '"force": true to lower it anyway.', e.explanation)
+        self._assert_nothing_done()
+        self.set_amounts.assert_not_called()
+
+    def test_shrink_margin_option(self):
+        self._live(memory_mb=2048)
+        self._guest_uses(2048, 1100)
+        self.flags(memory_shrink_margin_mb=100, group='xloud')
+        e = self.assertRaises(webob.exc.HTTPConflict, self._adjust,
+                              {'current_memory_mb': 1024})
+        self.assertIn('less than the 100 MiB margin: the smallest safe '
+                      'target is 1048 MiB', e.explanation)
+        self.flags(memory_shrink_margin_mb=76, group='xloud')
+        self._adjust({'current_memory_mb': 1024})
+        self.rpc.adjust.assert_called_once()
+
+    def test_unsafe_shrink_with_force(self):
+        self._live(memory_mb=2048)
+        self._guest_uses(2048, 548)
+        result = self._adjust({'current_memory_mb': 1024, 'force': True})
+        compat.validate_response(schema.adjust_response, result)
+        self.assertEqual(1024, result['adjustment']['current_memory_mb'])
+        self.rpc.guest_memory.assert_not_called()
+        self.rpc.adjust.assert_called_once_with(
+            self.ctxt, self.instance, None, 1024, True, 1, force=True)
+
+    def test_shrink_without_statistics_is_refused(self):
+        self._live(memory_mb=2048)
+        self.rpc.guest_memory.return_value = {
+            'actual_mb': 2048, 'available_mb': None, 'usable_mb': None,
+            'source': 'balloon-statistics', 'observed_at': 'T',
+            'reason': 'the guest reports no usable memory'}
+        e = self.assertRaises(webob.exc.HTTPConflict, self._adjust,
+                              {'current_memory_mb': 1024})
+        self.assertIn('the guest reports no memory use (balloon '
+                      'statistics): the guest reports no usable memory',
+                      e.explanation)
+        self.assertIn('"force": true', e.explanation)
+        self._assert_nothing_done()
+
+    def test_shrink_asked_of_an_older_compute(self):
+        self._live(memory_mb=2048)
+        for error in (messaging.UnsupportedVersion('1.1'),
+                      messaging.RemoteError('UnsupportedVersion')):
+            self.rpc.guest_memory.side_effect = error
+            e = self.assertRaises(webob.exc.HTTPConflict, self._adjust,
+                                  {'current_memory_mb': 1024})
+            self.assertIn('cannot say how much memory the guest uses (it '
+                          'runs an older nova-xloud). Send "force": true',
+                          e.explanation)
+        self.rpc.guest_memory.side_effect = messaging.MessagingTimeout()
+        e = self.assertRaises(webob.exc.HTTPConflict, self._adjust,
+                              {'current_memory_mb': 1024})
+        self.assertIn('did not say in time how much memory', e.explanation)
+        self._assert_nothing_done()
+        # force needs no answer from it.
+        self._adjust({'current_memory_mb': 1024, 'force': True})
+        self.rpc.adjust.assert_called_once()
+
+    def test_force_to_a_compute_of_nova_xloud_1_0(self):
+        # A 1.0 compute never checks a shrink, which is what force asks,
+        # and would refuse the 1.1 message that carries force: the cast is
+        # a plain 1.0 one. Unforced, the shrink is refused at once.
+        self._live(memory_mb=2048)
+        self.rpc.describe_host.return_value['version'] = '1.0'
+        e = self.assertRaises(webob.exc.HTTPConflict, self._adjust,
+                              {'current_memory_mb': 1024})
+        self.assertIn('older nova-xloud', e.explanation)
+        self.rpc.guest_memory.assert_not_called()
+        self._assert_nothing_done()
+        self._adjust({'current_memory_mb': 1024, 'force': True})
+        self.rpc.adjust.assert_called_once_with(
+            self.ctxt, self.instance, None, 1024, True, 1, force=False)
+
+    def test_no_question_without_a_shrink(self):
+        self._live(memory_mb=2048)
+        for body in ({'current_memory_mb': 2048},
+                     {'current_memory_mb': 3072}, {'current_vcpus': 3}):
+            self._adjust(body)
+        # Nor for a stopped server: nothing runs to give memory back.
+        self.instance.vm_state = vm_states.STOPPED
+        self._adjust({'current_memory_mb': 1024})
+        self.rpc.guest_memory.assert_not_called()
+        self.assertEqual(4, self.rpc.adjust.call_count)
+
+    # dry run
+
+    def _dry_run(self, body):
+        result = self._adjust(dict(body, dry_run=True))
+        self.assertIsInstance(result, os_wsgi.ResponseObject)
+        self.assertEqual(200, result.code)
+        compat.validate_response(schema.adjust_response, result.obj)
+        self.assertEqual(['dry_run'], list(result.obj))
+        # Nothing written, nothing sent, nothing started.
+        self._assert_nothing_done()
+        self.set_amounts.assert_not_called()
+        self.instance.refresh.assert_not_called()
+        return result.obj['dry_run']
+
+    def test_dry_run_applicable(self):
+        self._live(vcpus=2, memory_mb=2048)
+        answer = self._dry_run({'current_vcpus': 4,
+                                'current_memory_mb': 1024})
+        self.assertEqual({
+            'server_id': UUID, 'applicable': True,
+            'current_vcpus': {
+                'requested': 4, 'current': 2, 'applicable': True,
+                'reasons': [],
+                'notes': [compute_adjust.ONLINE_THEMSELVES]},
+            'current_memory_mb': {
+                'requested': 1024, 'current': 2048, 'applicable': True,
+                'reasons': [], 'notes': []}}, answer)
+        # Read-only questions only.
+        self.rpc.guest_memory.assert_called_once_with(self.ctxt,
+                                                      self.instance)
+        self.room.assert_called_once_with(self.instance._context,
+                                          self.instance)
+
+    def test_dry_run_one_value(self):
+        answer = self._dry_run({'current_memory_mb': 2048})
+        self.assertNotIn('current_vcpus', answer)
+        self.assertTrue(answer['applicable'])
+        self.assertEqual((2048, 1024), (
+            answer['current_memory_mb']['requested'],
+            answer['current_memory_mb']['current']))
+
+    def test_dry_run_with_agent_has_no_note(self):
+        self.instance.system_metadata['image_hw_qemu_guest_agent'] = 'yes'
+        answer = self._dry_run({'current_vcpus': 3})
+        self.assertEqual([], answer['current_vcpus']['notes'])
+        # Nor for a decrease or a stopped server without agent.
+        del self.instance.system_metadata['image_hw_qemu_guest_agent']
+        self._live(vcpus=3)
+        answer = self._dry_run({'current_vcpus': 2})
+        self.assertEqual([], answer['current_vcpus']['notes'])
+        self.instance.vm_state = vm_states.STOPPED
+        answer = self._dry_run({'current_vcpus': 4})
+        self.assertEqual([], answer['current_vcpus']['notes'])
+
+    def test_dry_run_gives_every_reason(self):
+        self.instance.locked = True
+        self.instance.task_state = 'rebooting'
+        answer = self._dry_run({'current_vcpus': 5,
+                                'current_memory_mb': 2048})
+        self.assertFalse(answer['applicable'])
+        vcpus = answer['current_vcpus']
+        self.assertFalse(vcpus['applicable'])
+        reasons = ' | '.join(vcpus['reasons'])
+        self.assertIn('current_vcpus 5: it must be from 2 to 4', reasons)
+        self.assertIn('locked', reasons)
+        self.assertIn('task in progress: rebooting', reasons)
+        # The memory is in range but the server is not adjustable now.
+        memory = answer['current_memory_mb']
+        self.assertFalse(memory['applicable'])
+        reasons = ' | '.join(memory['reasons'])
+        self.assertNotIn('must be from', reasons)
+        self.assertIn('locked', reasons)
+        self.assertIn('task in progress: rebooting', reasons)
+
+    def test_dry_run_unsafe_shrink(self):
+        self._live(memory_mb=2048)
+        self._guest_uses(2048, 548)
+        answer = self._dry_run({'current_memory_mb': 1024})
+        self.assertFalse(answer['applicable'])
+        self.assertEqual(1, len(answer['current_memory_mb']['reasons']))
+        self.assertIn('the smallest safe target is 1628 MiB',
+                      answer['current_memory_mb']['reasons'][0])
+        # With force: applicable, and the guest is not asked.
+        self.rpc.guest_memory.reset_mock()
+        answer = self._dry_run({'current_memory_mb': 1024, 'force': True})
+        self.assertTrue(answer['applicable'])
+        self.rpc.guest_memory.assert_not_called()
+
+    def test_dry_run_no_balloon_and_unsettled_vcpus(self):
+        self.rpc.describe_host.return_value['memory_balloon'] = False
+        self.instance.system_metadata['xloud_vcpus_unsettled'] = '3'
+        answer = self._dry_run({'current_vcpus': 3,
+                                'current_memory_mb': 2048})
+        self.assertEqual([compute_adjust.UNSETTLED_MESSAGE + '.'],
+                         answer['current_vcpus']['reasons'])
+        self.assertEqual(1, len(answer['current_memory_mb']['reasons']))
+        self.assertIn('no usable memory balloon',
+                      answer['current_memory_mb']['reasons'][0])
+
+    def test_dry_run_compute_without_nova_xloud(self):
+        self.rpc.describe_host.side_effect = messaging.UnsupportedVersion(
+            '1.0')
+        answer = self._dry_run({'current_vcpus': 3,
+                                'current_memory_mb': 1536})
+        for field in ('current_vcpus', 'current_memory_mb'):
+            self.assertFalse(answer[field]['applicable'])
+            self.assertIn('The compute service on host compute1 does not '
+                          'run nova-xloud.', answer[field]['reasons'])
+        self.rpc.guest_memory.assert_not_called()
+        self.is_up.return_value = False
+        answer = self._dry_run({'current_vcpus': 3})
+        self.assertIn('The compute service on host compute1 is down.',
+                      answer['current_vcpus']['reasons'])
+
+    def test_dry_run_host_without_room(self):
+        self.room.return_value = {
+            'VCPU': placement.Room(capacity=16, used=16, held=2,
+                                   max_unit=16),
+            'MEMORY_MB': placement.Room(capacity=8192, used=7680,
+                                        held=1024, max_unit=8192)}
+        answer = self._dry_run({'current_vcpus': 4,
+                                'current_memory_mb': 2048})
+        self.assertEqual(
+            ['Host compute1 cannot hold it: host has 0 VCPU free of 16, 2 '
+             'more needed.'], answer['current_vcpus']['reasons'])
+        self.assertEqual(
+            ['Host compute1 cannot hold it: host has 512 MEMORY_MB free of '
+             '8192, 1024 more needed.'],
+            answer['current_memory_mb']['reasons'])
+
+    def test_dry_run_placement_unavailable(self):
+        self.room.side_effect = placement.PlacementUnavailable(
+            amounts='nothing', uuid=UUID, host='compute1',
+            reason='placement could not be reached')
+        answer = self._dry_run({'current_vcpus': 4})
+        self.assertFalse(answer['applicable'])
+        self.assertIn('placement could not be reached',
+                      answer['current_vcpus']['reasons'][0])
+
+    def test_dry_run_not_on_a_host(self):
+        self.instance.host = None
+        answer = self._dry_run({'current_vcpus': 3})
+        self.assertEqual(['Server %s is not on a host.' % UUID],
+                         answer['current_vcpus']['reasons'])
+        self.room.assert_not_called()
+        self.rpc.describe_host.assert_not_called()
+
+    def test_dry_run_bad_request_is_still_400(self):
+        # Only what can change is answered: a malformed body is refused.
+        for body in ({'dry_run': True},
+                     {'current_vcpus': 'x', 'dry_run': True}):
+            self.assertRaises(
+                (exception.ValidationError, webob.exc.HTTPBadRequest),
+                self._adjust, body)
+        self._assert_nothing_done()
+
+    def test_dry_run_is_authorized_as_an_adjustment(self):
+        req = fakes.HTTPRequest.blank('', roles=['member', 'reader'])
+        self.assertRaises(exception.PolicyNotAuthorized,
+                          self.controller.adjust, req, UUID,
+                          body={'current_vcpus': 3, 'dry_run': True})
+        self.room.assert_not_called()
 
     def test_show(self):
         self.instance.system_metadata = {
@@ -336,14 +688,67 @@ class ControllerTestCase(test.NoDBTestCase):
             'xloud_last_status': 'error', 'xloud_last_message': 'boom'}
         result = self.controller.show(self.req, UUID)
         compat.validate_response(schema.show_response, result)
-        self.assertEqual({
+        expected = {
             'server_id': UUID, 'minimum_vcpus': 2, 'current_vcpus': 3,
             'maximum_vcpus': 4, 'minimum_memory_mb': 1024,
             'current_memory_mb': 2048, 'maximum_memory_mb': 4096,
             'persisted': False,
             'last_request_id': 'req-a4b6ac2c-6a49-4a40-8fb4-4b8e2b7b0b0e',
-            'last_status': 'error', 'last_message': 'boom'},
-            result['adjustment'])
+            'last_status': 'error', 'last_message': 'boom',
+            'requested_vcpus': None, 'requested_memory_mb': None,
+            'observed': {
+                'vcpus': {'online': None, 'source': None,
+                          'observed_at': None,
+                          'reason': records.NOT_OBSERVED},
+                'memory': {'actual_mb': None, 'available_mb': None,
+                           'usable_mb': None, 'source': None,
+                           'observed_at': None,
+                           'reason': records.NOT_OBSERVED}}}
+        self.assertEqual(expected, result['adjustment'])
+
+    def test_show_requested_and_observed(self):
+        records.start_adjustment(self.instance, REQUEST_ID, vcpus=4,
+                                 memory_mb=3072)
+        records.set_observed(
+            self.instance,
+            vcpus=records.observe_vcpus(online=3,
+                                        observed_at='2026-01-02T03:04:05Z'),
+            memory=records.observe_memory(
+                actual_mb=3072, available_mb=3040, usable_mb=2800,
+                observed_at='2026-01-02T03:04:06Z'))
+        result = self.controller.show(self.req, UUID)
+        compat.validate_response(schema.show_response, result)
+        shown = result['adjustment']
+        self.assertEqual((4, 3072), (shown['requested_vcpus'],
+                                     shown['requested_memory_mb']))
+        self.assertEqual({
+            'vcpus': {'online': 3, 'source': 'guest-agent',
+                      'observed_at': '2026-01-02T03:04:05Z',
+                      'reason': None},
+            'memory': {'actual_mb': 3072, 'available_mb': 3040,
+                       'usable_mb': 2800, 'source': 'balloon-statistics',
+                       'observed_at': '2026-01-02T03:04:06Z',
+                       'reason': None}}, shown['observed'])
+        # GET asks nothing of the compute.
+        self.rpc.describe_host.assert_not_called()
+        self.rpc.guest_memory.assert_not_called()
+
+    def test_show_observed_without_source(self):
+        records.set_observed(
+            self.instance,
+            vcpus=records.observe_vcpus(reason='no agent',
+                                        observed_at='2026-01-02T03:04:05Z'),
+            memory=records.observe_memory(reason='no balloon',
+                                          observed_at='2026-01-02T03:04:05Z'))
+        result = self.controller.show(self.req, UUID)
+        compat.validate_response(schema.show_response, result)
+        observed = result['adjustment']['observed']
+        self.assertEqual((None, None, 'no agent'), (
+            observed['vcpus']['online'], observed['vcpus']['source'],
+            observed['vcpus']['reason']))
+        self.assertEqual((None, None, 'no balloon'), (
+            observed['memory']['actual_mb'], observed['memory']['source'],
+            observed['memory']['reason']))
 
 
 class RoutesTestCase(test.NoDBTestCase):

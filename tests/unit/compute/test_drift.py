@@ -27,6 +27,7 @@ from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_xloud.compute import drift
 from nova_xloud import records
+from nova_xloud.testing import fake_store
 from nova_xloud.virt import libvirt_adjust
 from nova_xloud.virt import resources
 from tests.unit.compute import test_live_adjust
@@ -253,6 +254,38 @@ class CheckTestCase(test.NoDBTestCase):
             'nova_xloud.virt.libvirt_adjust.is_libvirt', return_value=True))
         drift.DriftRepairer(mock.Mock(host='compute1')).run('ctxt')
         self.assertEqual({uuids.here: 'seen'}, seen)
+
+    def test_observation_is_stored(self):
+        store = self.useFixture(fake_store.FakeStore())
+        instance = fake_instance.fake_instance_obj(
+            context.get_admin_context(), uuid=uuids.instance)
+        instance.system_metadata = {}
+        vcpus = records.observe_vcpus(online=3, observed_at='T')
+        memory = records.observe_memory(actual_mb=2048, usable_mb=1800,
+                                        observed_at='T')
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.guest_view.observe_vcpus', return_value=vcpus))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.guest_view.observe_memory',
+            return_value=memory))
+        repairer = drift.DriftRepairer(mock.Mock())
+        repairer._record_observation('ctxt', instance)
+        self.assertEqual(1, len(store.writes))
+        self.assertEqual((vcpus, memory), (
+            records.observed_vcpus(instance),
+            records.observed_memory(instance)))
+
+    def test_observation_that_cannot_be_stored_is_logged(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.store.update', side_effect=ValueError('db gone')))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.guest_view.observe_vcpus'))
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.guest_view.observe_memory'))
+        with mock.patch.object(drift.LOG, 'warning') as warning:
+            drift.DriftRepairer(mock.Mock())._record_observation(
+                'ctxt', mock.Mock(uuid=uuids.instance))
+        self.assertIn('db gone', str(warning.call_args[0][1]['error']))
 
     def test_other_drivers_are_not_checked(self):
         manager = mock.Mock(host='compute1')

@@ -22,10 +22,13 @@ from nova.compute import vm_states
 from nova import context
 from nova import objects
 from nova import test
+from nova.tests import fixtures as nova_fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.unit import fake_instance
+from nova.virt import hardware
 import oslo_messaging as messaging
 from oslo_utils.fixture import uuidsentinel as uuids
+from oslo_utils import units
 
 from nova_xloud.compute import adjust
 from nova_xloud.compute import endpoint
@@ -33,6 +36,7 @@ from nova_xloud.compute import placement
 from nova_xloud.compute import rpcapi
 from nova_xloud import records
 from nova_xloud.testing import fake_store
+from nova_xloud.virt import guest_view
 from nova_xloud.virt import libvirt_adjust
 
 UUID = '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'
@@ -106,11 +110,37 @@ class RPCAPITestCase(test.NoDBTestCase):
     def test_adjust_casts(self):
         instance = fake_instance.fake_instance_obj(self.ctxt, host='c2')
         self.api.adjust(self.ctxt, instance, 3, None, False, 7)
+        # Not forced: 1.0, which a compute not upgraded yet takes.
         self.client.prepare.assert_called_once_with(server='c2',
                                                     version='1.0')
         self.client.prepare.return_value.cast.assert_called_once_with(
             self.ctxt, 'adjust', instance=instance, vcpus=3, memory_mb=None,
             persist=False, sequence=7)
+
+    def test_adjust_forced_is_1_1(self):
+        instance = fake_instance.fake_instance_obj(self.ctxt, host='c2')
+        self.api.adjust(self.ctxt, instance, None, 1024, True, 8,
+                        force=True)
+        self.client.prepare.assert_called_once_with(server='c2',
+                                                    version='1.1')
+        self.client.prepare.return_value.cast.assert_called_once_with(
+            self.ctxt, 'adjust', instance=instance, vcpus=None,
+            memory_mb=1024, persist=True, sequence=8, force=True)
+
+    def test_guest_memory_calls(self):
+        self.flags(describe_timeout=4, group='xloud')
+        instance = fake_instance.fake_instance_obj(self.ctxt, host='c3')
+        call = self.client.prepare.return_value.call
+        call.return_value = {'actual_mb': 1024}
+        self.assertEqual({'actual_mb': 1024},
+                         self.api.guest_memory(self.ctxt, instance))
+        self.client.prepare.assert_called_once_with(
+            server='c3', version='1.1', timeout=4)
+        call.assert_called_once_with(self.ctxt, 'guest_memory',
+                                     instance=instance)
+
+    def test_version(self):
+        self.assertEqual('1.1', rpcapi.VERSION)
 
 
 class EndpointTestCase(test.NoDBTestCase):
@@ -134,12 +164,46 @@ class EndpointTestCase(test.NoDBTestCase):
     def test_target_and_methods(self):
         manager = mock.Mock()
         ep = endpoint.create_endpoint(manager)
-        self.assertEqual(('xloud', '1.0'),
+        self.assertEqual(('xloud', '1.1'),
                          (ep.target.namespace, ep.target.version))
         self.assertIsNone(ep.target.topic)
         with mock.patch.object(ep.adjuster, 'adjust') as mock_adjust:
+            # As a 1.0 caster sends it: no force.
             ep.adjust('ctxt', 'inst', 1, 2, True, 3)
-        mock_adjust.assert_called_once_with('ctxt', 'inst', 1, 2, True, 3)
+            ep.adjust('ctxt', 'inst', 1, 2, True, 4, force=True)
+        self.assertEqual([
+            mock.call('ctxt', 'inst', 1, 2, True, 3, force=False),
+            mock.call('ctxt', 'inst', 1, 2, True, 4, force=True)],
+            mock_adjust.call_args_list)
+        with mock.patch.object(ep.adjuster, 'guest_memory',
+                               return_value={'actual_mb': 1}) as memory:
+            self.assertEqual({'actual_mb': 1},
+                             ep.guest_memory('ctxt', 'inst'))
+        memory.assert_called_once_with('ctxt', 'inst')
+
+    def test_dispatcher_serves_both_versions(self):
+        manager = mock.Mock()
+        ep = endpoint.create_endpoint(manager)
+        dispatcher = messaging.RPCDispatcher([ep], None)
+        for version, method, args in (
+                ('1.0', 'adjust', {'instance': 'i', 'vcpus': 2,
+                                   'memory_mb': None, 'persist': True,
+                                   'sequence': 1}),
+                ('1.1', 'adjust', {'instance': 'i', 'vcpus': 2,
+                                   'memory_mb': None, 'persist': True,
+                                   'sequence': 1, 'force': True}),
+                ('1.1', 'guest_memory', {'instance': 'i'})):
+            with mock.patch.object(ep.adjuster, method) as called:
+                dispatcher.dispatch(mock.Mock(
+                    ctxt={}, client_timeout=None, message={
+                        'method': method, 'namespace': 'xloud',
+                        'version': version, 'args': args}))
+            called.assert_called_once()
+        # A newer minor than served is refused.
+        self.assertRaises(messaging.UnsupportedVersion, dispatcher.dispatch,
+                          mock.Mock(ctxt={}, client_timeout=None, message={
+                              'method': 'guest_memory', 'namespace': 'xloud',
+                              'version': '1.2', 'args': {'instance': 'i'}}))
 
     def test_describe_host(self):
         self.flags(virt_type='kvm', mem_stats_period_seconds=10,
@@ -151,7 +215,7 @@ class EndpointTestCase(test.NoDBTestCase):
         manager = mock.Mock()
         manager.driver = FakeDriver()
         ep = endpoint.create_endpoint(manager)
-        self.assertEqual({'version': '1.0', 'driver': 'FakeDriver',
+        self.assertEqual({'version': '1.1', 'driver': 'FakeDriver',
                           'live_vcpus': False, 'memory_balloon': False},
                          ep.describe_host('ctxt'))
         with mock.patch.object(libvirt_adjust, 'is_libvirt',
@@ -163,11 +227,74 @@ class EndpointTestCase(test.NoDBTestCase):
     def test_unknown_namespace_is_refused_by_dispatcher(self):
         # What an unpatched compute answers: no endpoint in our namespace.
         dispatcher = messaging.RPCDispatcher([object()], None)
-        incoming = mock.Mock(ctxt={}, message={
+        incoming = mock.Mock(ctxt={}, client_timeout=None, message={
             'method': 'describe_host', 'namespace': 'xloud',
             'version': '1.0', 'args': {}})
         self.assertRaises(messaging.UnsupportedVersion,
                           dispatcher.dispatch, incoming)
+
+
+class FakeClock(object):
+    """time.monotonic and time.sleep: sleeping moves the clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.slept = 0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept += seconds
+        self.now += seconds
+
+
+class FakeGuest(object):
+    """The guest behind a mock domain: its agent and its balloon.
+
+    Like Linux, it keeps hot-plugged vCPUs offline until told (or, with
+    onlines_itself, a udev rule) brings them online.
+    """
+
+    def __init__(self, domain, vcpus, memory_mb, uses_mb=100):
+        self.vcpus = vcpus
+        self.online = set(range(vcpus))
+        self.memory_mb = memory_mb
+        self.floor_mb = 0
+        self.uses_mb = uses_mb
+        self.stays_offline = set()
+        self.onlines_itself = False
+        domain.guestVcpus.side_effect = self.guest_vcpus
+        domain.setGuestVcpus.side_effect = self.set_guest_vcpus
+        domain.memoryStats.side_effect = self.memory_stats
+
+    def plug(self, count):
+        self.vcpus = count
+        self.online &= set(range(count))
+        if self.onlines_itself:
+            self.online = set(range(count))
+        return count
+
+    def balloon(self, memory_mb):
+        self.memory_mb = max(memory_mb, self.floor_mb)
+
+    def guest_vcpus(self, flags=0):
+        return {'vcpus': hardware.format_cpu_spec(set(range(self.vcpus))),
+                'online': hardware.format_cpu_spec(self.online)}
+
+    def set_guest_vcpus(self, cpumap, state, flags=0):
+        cpus = hardware.parse_cpu_spec(cpumap)
+        if state:
+            self.online |= cpus - self.stays_offline
+        else:
+            self.online -= cpus
+        return 0
+
+    def memory_stats(self):
+        actual = self.memory_mb * units.Ki
+        available = actual - 32 * units.Ki
+        return {'actual': actual, 'available': available,
+                'usable': max(available - self.uses_mb * units.Ki, 0)}
 
 
 class AdjusterTestCase(test.NoDBTestCase):
@@ -195,12 +322,26 @@ class AdjusterTestCase(test.NoDBTestCase):
         self.set_amounts = self.useFixture(fixtures.MockPatch(
             'nova_xloud.compute.placement.set_amounts')).mock
         self.manager = mock.Mock(host='compute1')
+        self.domain = self.manager.driver._host.get_guest.return_value._domain
+        # The guest of the mock domain: 2 vCPUs online, 1024 MiB of which
+        # it uses 100 (its balloon statistics say so).
+        self.guest = FakeGuest(self.domain, vcpus=2, memory_mb=1024)
+        self.clock = FakeClock()
+        self.useFixture(fixtures.MockPatch(
+            'nova_xloud.virt.guest_view.time', new=self.clock))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.host.libvirt', fakelibvirt))
+        self.flags(virt_type='kvm', mem_stats_period_seconds=10,
+                   group='libvirt')
         self.adjuster = adjust.Adjuster(self.manager)
         self.set_vcpus = self.useFixture(fixtures.MockPatch(
             'nova_xloud.virt.libvirt_adjust.set_vcpus',
-            side_effect=lambda d, i, count, decrease: count)).mock
+            side_effect=lambda d, i, count, decrease: self.guest.plug(
+                count))).mock
         self.set_memory = self.useFixture(fixtures.MockPatch(
-            'nova_xloud.virt.libvirt_adjust.set_memory')).mock
+            'nova_xloud.virt.libvirt_adjust.set_memory',
+            side_effect=lambda d, i, memory_mb: self.guest.balloon(
+                memory_mb))).mock
         self.useFixture(fixtures.MockPatch(
             'nova_xloud.virt.libvirt_adjust.is_libvirt', return_value=True))
 
@@ -406,6 +547,257 @@ class AdjusterTestCase(test.NoDBTestCase):
         with mock.patch('oslo_concurrency.lockutils.lock') as mock_lock:
             self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
         mock_lock.assert_called_once_with('xloud-adjust-%s' % UUID)
+
+    # What the guest has (issue 14)
+
+    def _with_agent(self):
+        self.instance.system_metadata['image_hw_qemu_guest_agent'] = 'yes'
+
+    def _live(self, vcpus, memory_mb):
+        self.instance.system_metadata.update({
+            'xloud_live_vcpus': str(vcpus),
+            'xloud_live_memory_mb': str(memory_mb),
+            'xloud_live_flavorid': 'xl-id'})
+        self.guest.plug(vcpus)
+        self.guest.online = set(range(vcpus))
+        self.guest.memory_mb = memory_mb
+
+    def _observed(self):
+        return (records.observed_vcpus(self.instance),
+                records.observed_memory(self.instance))
+
+    def test_observation_is_in_the_one_records_write(self):
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 2048, True, 1)
+        self.assertEqual(1, len(self.store.writes))
+        written = self.store.writes[0][1]
+        self.assertEqual('success', written['xloud_last_status'])
+        self.assertIn('xloud_observed_vcpus', written)
+        self.assertIn('xloud_observed_memory', written)
+        vcpus, memory = self._observed()
+        # No agent in the image: not asked, and why.
+        self.assertEqual((None, guest_view.NO_AGENT),
+                         (vcpus.online, vcpus.reason))
+        self.domain.guestVcpus.assert_not_called()
+        self.assertEqual((2048, 2016, 1916, records.SOURCE_BALLOON), (
+            memory.actual_mb, memory.available_mb, memory.usable_mb,
+            memory.source))
+
+    def test_observation_is_in_the_error_write_too(self):
+        self.set_vcpus.side_effect = libvirt_adjust.AdjustFailed(
+            reason='boom')
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 1)
+        self.assertEqual(1, len(self.store.writes))
+        written = self.store.writes[0][1]
+        self.assertEqual('error', written['xloud_last_status'])
+        self.assertIn('xloud_observed_memory', written)
+        self.assertEqual(1024, self._observed()[1].actual_mb)
+
+    def test_no_observation_of_a_stopped_server(self):
+        self.instance.vm_state = vm_states.STOPPED
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 1536, True, 1)
+        self.assertNotIn('xloud_observed_vcpus',
+                         self.instance.system_metadata)
+        self.domain.memoryStats.assert_not_called()
+
+    def test_agent_increase_brings_the_vcpus_online(self):
+        self._with_agent()
+        self.adjuster.adjust(self.ctxt, self.instance, 4, None, True, 1)
+        self.assertIsNone(self._event_error())
+        self.set_vcpus.assert_called_once_with(
+            self.manager.driver, self.instance, 4, decrease=False)
+        # Only the new ones, then confirmed.
+        self.domain.setGuestVcpus.assert_called_once_with('2-3', 1)
+        self.assertEqual({0, 1, 2, 3}, self.guest.online)
+        sysmeta = self.instance.system_metadata
+        self.assertEqual(('4', 'success'), (sysmeta['xloud_live_vcpus'],
+                                            sysmeta['xloud_last_status']))
+        self.assertNotIn('xloud_last_message', sysmeta)
+        vcpus = self._observed()[0]
+        self.assertEqual((4, records.SOURCE_GUEST_AGENT),
+                         (vcpus.online, vcpus.source))
+
+    def test_agent_increase_guest_keeps_one_offline(self):
+        self._with_agent()
+        self.guest.stays_offline = {3}
+        self.adjuster.adjust(self.ctxt, self.instance, 4, None, True, 1)
+        self.assertEqual(
+            'libvirt gave the guest 4 vCPUs but the guest has 3 online '
+            '(QEMU guest agent)', self._event_error().format_message())
+        sysmeta = self.instance.system_metadata
+        # The records say what libvirt applied; observed what the guest
+        # has.
+        self.assertEqual(('4', '4', 'error'), (
+            sysmeta['xloud_live_vcpus'], sysmeta['xloud_current_vcpus'],
+            sysmeta['xloud_last_status']))
+        self.assertEqual(3, self._observed()[0].online)
+        self.set_amounts.assert_called_with(
+            self.ctxt, self.instance, vcpus=4, memory_mb=1024,
+            client=self.manager.reportclient)
+
+    def test_agent_that_does_not_answer_ends_in_error(self):
+        self._with_agent()
+        self.domain.guestVcpus.side_effect = fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError, 'agent not connected',
+            error_code=fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+            error_message='agent not connected')
+        self.adjuster.adjust(self.ctxt, self.instance, 4, None, True, 1)
+        self.assertIn('the guest agent did not answer: agent not connected',
+                      self._event_error().format_message())
+        self.assertEqual('4', self.instance.system_metadata[
+            'xloud_live_vcpus'])
+        vcpus = self._observed()[0]
+        self.assertIsNone(vcpus.online)
+        self.assertIn('agent not connected', vcpus.reason)
+
+    def test_no_agent_increase_says_the_guest_must_online_them(self):
+        self.adjuster.adjust(self.ctxt, self.instance, 4, None, True, 1)
+        self.assertIsNone(self._event_error())
+        sysmeta = self.instance.system_metadata
+        self.assertEqual(('success', adjust.ONLINE_THEMSELVES), (
+            sysmeta['xloud_last_status'], sysmeta['xloud_last_message']))
+        self.domain.guestVcpus.assert_not_called()
+        self.domain.setGuestVcpus.assert_not_called()
+        # Neither for a decrease.
+        self._live(4, 1024)
+        self.instance.system_metadata['xloud_adjust_seq'] = '2'
+        self.adjuster.adjust(self.ctxt, self.instance, 3, None, True, 2)
+        self.assertNotIn('xloud_last_message', sysmeta)
+
+    def test_agent_decrease_takes_vcpus_offline_before_the_unplug(self):
+        self._with_agent()
+        self._live(4, 1024)
+        order = mock.Mock()
+        order.attach_mock(self.domain.setGuestVcpus, 'setGuestVcpus')
+        order.attach_mock(self.set_vcpus, 'set_vcpus')
+        self.adjuster.adjust(self.ctxt, self.instance, 2, None, True, 1)
+        self.assertIsNone(self._event_error())
+        self.assertEqual([
+            mock.call.setGuestVcpus('2-3', 0),
+            mock.call.set_vcpus(self.manager.driver, self.instance, 2,
+                                decrease=True)], order.mock_calls)
+        self.assertEqual('2', self.instance.system_metadata[
+            'xloud_live_vcpus'])
+        self.assertEqual(2, self._observed()[0].online)
+
+    def test_agent_decrease_refused_by_the_guest_leaves_libvirt(self):
+        self._with_agent()
+        self._live(4, 1024)
+        self.domain.setGuestVcpus.side_effect = fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError, 'busy', error_message='busy')
+        self.adjuster.adjust(self.ctxt, self.instance, 2, None, True, 1)
+        self.assertIn('could not bring vCPUs 2-3 offline: busy',
+                      self._event_error().format_message())
+        self.set_vcpus.assert_not_called()
+        self.assertEqual('4', self.instance.system_metadata[
+            'xloud_live_vcpus'])
+
+    def test_unsafe_shrink_is_refused_without_force(self):
+        self._live(2, 4096)
+        self.guest.uses_mb = 3000
+        self.adjuster.adjust(self.ctxt, self.instance, None, 1024, True, 1)
+        message = self._event_error().format_message()
+        self.assertEqual(
+            'not lowered to 1024 MiB: the guest uses 3032 MiB of its 4096 '
+            'MiB (1064 MiB usable); 1024 MiB leaves less than the 128 MiB '
+            'margin: the smallest safe target is 3160 MiB; "force": true '
+            'lowers it anyway', message)
+        self.set_memory.assert_not_called()
+        self.assertEqual('4096', self.instance.system_metadata[
+            'xloud_live_memory_mb'])
+
+    def test_unsafe_shrink_is_applied_with_force(self):
+        self._live(2, 4096)
+        self.guest.uses_mb = 3000
+        self.adjuster.adjust(self.ctxt, self.instance, None, 1024, True, 1,
+                             force=True)
+        self.assertIsNone(self._event_error())
+        self.set_memory.assert_called_once_with(
+            self.manager.driver, self.instance, 1024)
+        self.assertEqual(('1024', '1024'), (
+            self.instance.system_metadata['xloud_live_memory_mb'],
+            self.instance.system_metadata['xloud_current_memory_mb']))
+
+    def test_shrink_margin_option(self):
+        self._live(2, 4096)
+        self.guest.uses_mb = 900
+        self.flags(memory_shrink_margin_mb=100, group='xloud')
+        self.adjuster.adjust(self.ctxt, self.instance, None, 1024, True, 1)
+        self.assertIn('the smallest safe target is 1032 MiB',
+                      self._event_error().format_message())
+        self.flags(memory_shrink_margin_mb=92, group='xloud')
+        self.instance.system_metadata['xloud_adjust_seq'] = '2'
+        self.adjuster.adjust(self.ctxt, self.instance, None, 1024, True, 2)
+        self.assertIsNone(self._event_error())
+
+    def test_balloon_that_stays_high_ends_in_error(self):
+        self.flags(balloon_timeout=7, group='xloud')
+        self._live(2, 4096)
+        self.guest.floor_mb = 3072
+        self.adjuster.adjust(self.ctxt, self.instance, None, 1024, True, 1)
+        self.assertEqual(
+            'the guest gave back memory down to 3072 MiB, not 1024 MiB, '
+            'within 7 s: its balloon holds 3072 MiB',
+            self._event_error().format_message())
+        # Waited for it, bounded.
+        self.assertAlmostEqual(7, self.clock.slept, delta=0.001)
+        sysmeta = self.instance.system_metadata
+        # The records and placement follow what the guest has; the boot
+        # values are not the target either.
+        self.assertEqual(('3072', 'error'), (
+            sysmeta['xloud_live_memory_mb'], sysmeta['xloud_last_status']))
+        self.assertNotIn('xloud_current_memory_mb', sysmeta)
+        self.assertEqual(3072, self._observed()[1].actual_mb)
+        self.set_amounts.assert_called_with(
+            self.ctxt, self.instance, vcpus=2, memory_mb=3072,
+            client=self.manager.reportclient)
+
+    def test_balloon_reached_after_a_while(self):
+        self._live(2, 4096)
+        reads = []
+
+        def slow(*args):
+            # The guest gives the memory back on the third read.
+            reads.append(1)
+            stats = FakeGuest.memory_stats(self.guest)
+            if len(reads) < 3:
+                stats['actual'] = 4096 * units.Ki
+            return stats
+        self.domain.memoryStats.side_effect = slow
+        self.adjuster.adjust(self.ctxt, self.instance, None, 2048, True, 1)
+        self.assertIsNone(self._event_error())
+        self.assertEqual('2048', self.instance.system_metadata[
+            'xloud_live_memory_mb'])
+        self.assertGreater(self.clock.slept, 0)
+
+    def test_an_increase_does_not_wait_for_the_balloon(self):
+        self.guest.floor_mb = 4096
+        self.adjuster.adjust(self.ctxt, self.instance, None, 2048, True, 1)
+        self.assertIsNone(self._event_error())
+        self.assertEqual(0, self.clock.slept)
+
+    def test_guest_memory(self):
+        self.guest.memory_mb = 2048
+        seen = self.adjuster.guest_memory(self.ctxt, self.instance)
+        self.assertEqual({'actual_mb', 'available_mb', 'usable_mb', 'source',
+                          'observed_at', 'reason'}, set(seen))
+        self.assertEqual((2048, 2016, 1916, records.SOURCE_BALLOON, None), (
+            seen['actual_mb'], seen['available_mb'], seen['usable_mb'],
+            seen['source'], seen['reason']))
+
+    def test_notifications_carry_the_observed_values(self):
+        self.flags(notification_format='versioned', group='notifications')
+        notifier = self.useFixture(nova_fixtures.NotificationFixture(self))
+        self._with_agent()
+        self.adjuster.adjust(self.ctxt, self.instance, 3, 2048, True, 1)
+        end = [n for n in notifier.versioned_notifications
+               if n['event_type'] == 'xloud_adjust.update.end']
+        self.assertEqual(1, len(end))
+        payload = end[0]['payload']
+        self.assertEqual('1.1', payload['nova_object.version'])
+        data = payload['nova_object.data']
+        self.assertEqual((3, 2048, 1916), (
+            data['observed_vcpus'], data['observed_memory_mb'],
+            data['observed_usable_mb']))
 
 
 class LibvirtAdjustTestCase(test.NoDBTestCase):
@@ -682,6 +1074,103 @@ class PlacementTestCase(test.NoDBTestCase):
         self.client.get.return_value = self._response(503, None)
         e = self._set_memory(placement.PlacementUnavailable)
         self.assertIn('HTTP 503 to the allocation read', e.format_message())
+
+    def _room_answers(self, inventories, usages, allocation=None):
+        answers = {
+            '/allocations/%s' % UUID: self._response(
+                200, allocation or self.ALLOCATION),
+            '/resource_providers/%s/inventories' % RP: self._response(
+                200, {'inventories': inventories,
+                      'resource_provider_generation': 5}),
+            '/resource_providers/%s/usages' % RP: self._response(
+                200, {'usages': usages, 'resource_provider_generation': 5}),
+        }
+        self.client.get.side_effect = lambda url, **kw: answers[url]
+
+    INVENTORIES = {
+        'VCPU': {'total': 8, 'reserved': 0, 'allocation_ratio': 2.0,
+                 'max_unit': 8, 'min_unit': 1, 'step_size': 1},
+        'MEMORY_MB': {'total': 8192, 'reserved': 512,
+                      'allocation_ratio': 1.0, 'max_unit': 8192,
+                      'min_unit': 1, 'step_size': 1},
+        'DISK_GB': {'total': 100, 'reserved': 0, 'allocation_ratio': 1.0,
+                    'max_unit': 100, 'min_unit': 1, 'step_size': 1}}
+
+    def test_room_reads_only(self):
+        self._room_answers(self.INVENTORIES, {'VCPU': 10, 'MEMORY_MB': 6144,
+                                              'DISK_GB': 20})
+        found = placement.room(self.ctxt, self.instance, client=self.client)
+        self.assertEqual({
+            'VCPU': placement.Room(capacity=16, used=10, held=2, max_unit=8),
+            'MEMORY_MB': placement.Room(capacity=7680, used=6144,
+                                        held=1024, max_unit=8192)}, found)
+        self.assertEqual(
+            ['/allocations/%s' % UUID,
+             '/resource_providers/%s/inventories' % RP,
+             '/resource_providers/%s/usages' % RP],
+            [c[0][0] for c in self.client.get.call_args_list])
+        self.client.put.assert_not_called()
+        self.client.post.assert_not_called()
+        self.client.delete.assert_not_called()
+
+    def test_room_of_a_provider_without_the_classes(self):
+        self._room_answers({'DISK_GB': self.INVENTORIES['DISK_GB']}, {})
+        found = placement.room(self.ctxt, self.instance, client=self.client)
+        self.assertEqual({}, found)
+        self.assertEqual('host has no VCPU inventory in placement',
+                         placement.room_refusal(found, 'VCPU', 3))
+
+    def test_room_unavailable(self):
+        self.client.get.return_value = self._response(503, None)
+        e = self.assertRaises(placement.PlacementUnavailable, placement.room,
+                              self.ctxt, self.instance, client=self.client)
+        self.assertIn('HTTP 503 to the allocation read', e.format_message())
+        self.client.get.side_effect = ks_exc.ConnectFailure('no route')
+        e = self.assertRaises(placement.PlacementUnavailable, placement.room,
+                              self.ctxt, self.instance, client=self.client)
+        self.assertIn('placement could not be reached', e.format_message())
+        # A read after the allocation failing names it.
+        self.client.get.side_effect = None
+        self._room_answers(self.INVENTORIES, {})
+        answers = self.client.get.side_effect
+
+        def failing(url, **kwargs):
+            if url.endswith('/usages'):
+                return self._response(500, None)
+            return answers(url, **kwargs)
+        self.client.get.side_effect = failing
+        e = self.assertRaises(placement.PlacementUnavailable, placement.room,
+                              self.ctxt, self.instance, client=self.client)
+        self.assertIn('HTTP 500 to the usage read', e.format_message())
+
+    def test_room_refusal(self):
+        found = {
+            'VCPU': placement.Room(capacity=16, used=14, held=2, max_unit=8),
+            'MEMORY_MB': placement.Room(capacity=7680, used=7168, held=1024,
+                                        max_unit=4096)}
+        # What the server holds counts as its own.
+        self.assertIsNone(placement.room_refusal(found, 'VCPU', 4))
+        self.assertEqual('host has 2 VCPU free of 16, 3 more needed',
+                         placement.room_refusal(found, 'VCPU', 5))
+        self.assertEqual('placement allows at most 8 VCPU for one server on '
+                         'this host (max_unit)',
+                         placement.room_refusal(found, 'VCPU', 9))
+        self.assertIsNone(placement.room_refusal(found, 'MEMORY_MB', 1536))
+        self.assertEqual('host has 512 MEMORY_MB free of 7680, 1024 more '
+                         'needed',
+                         placement.room_refusal(found, 'MEMORY_MB', 2048))
+        # Over-used (a lowered ratio): no negative room.
+        found['VCPU'] = placement.Room(capacity=8, used=10, held=2,
+                                       max_unit=None)
+        self.assertEqual('host has 0 VCPU free of 8, 1 more needed',
+                         placement.room_refusal(found, 'VCPU', 3))
+
+    def test_room_refusal_nothing_more_needed(self):
+        # What the server already holds fits, even on an over-used host.
+        found = {'VCPU': placement.Room(capacity=8, used=10, held=2,
+                                        max_unit=None)}
+        self.assertIsNone(placement.room_refusal(found, 'VCPU', 2))
+        self.assertIsNone(placement.room_refusal(found, 'VCPU', 1))
 
 
 class ApplyRecordsHookTestCase(test.NoDBTestCase):

@@ -34,7 +34,42 @@ SHOWN = {'server_id': SERVER_ID, 'minimum_vcpus': 2, 'current_vcpus': 4,
          'maximum_vcpus': 4, 'minimum_memory_mb': 1024,
          'current_memory_mb': 2048, 'maximum_memory_mb': 4096,
          'persisted': True, 'last_request_id': REQUEST_ID,
-         'last_status': 'success', 'last_message': None}
+         'last_status': 'success', 'last_message': None,
+         'requested_vcpus': 4, 'requested_memory_mb': 2048,
+         'observed': {
+             'vcpus': {'online': 3, 'source': 'guest-agent',
+                       'observed_at': '2026-01-02T03:04:05Z',
+                       'reason': None},
+             'memory': {'actual_mb': 2048, 'available_mb': 2016,
+                        'usable_mb': 1800, 'source': 'balloon-statistics',
+                        'observed_at': '2026-01-02T03:04:06Z',
+                        'reason': None}}}
+# What show prints of SHOWN, in order.
+SHOWN_ROWS = (
+    ('server_id', SERVER_ID), ('minimum_vcpus', 2), ('current_vcpus', 4),
+    ('maximum_vcpus', 4), ('minimum_memory_mb', 1024),
+    ('current_memory_mb', 2048), ('maximum_memory_mb', 4096),
+    ('persisted', True), ('requested_vcpus', 4),
+    ('requested_memory_mb', 2048), ('observed_vcpus', 3),
+    ('observed_vcpus_source', 'guest-agent'),
+    ('observed_vcpus_at', '2026-01-02T03:04:05Z'),
+    ('observed_vcpus_reason', None), ('observed_memory_actual_mb', 2048),
+    ('observed_memory_available_mb', 2016),
+    ('observed_memory_usable_mb', 1800),
+    ('observed_memory_source', 'balloon-statistics'),
+    ('observed_memory_at', '2026-01-02T03:04:06Z'),
+    ('observed_memory_reason', None), ('last_request_id', REQUEST_ID),
+    ('last_status', 'success'), ('last_message', None))
+DRY_RUN = {'server_id': SERVER_ID, 'applicable': False,
+           'current_vcpus': {
+               'requested': 4, 'current': 2, 'applicable': True,
+               'reasons': [], 'notes': ['the guest must bring the new '
+                                        'vCPUs online itself']},
+           'current_memory_mb': {
+               'requested': 1024, 'current': 2048, 'applicable': False,
+               'reasons': ['Server x is locked.',
+                           'current_memory_mb 1024 is not safe'],
+               'notes': []}}
 
 
 def _response(status, body=None, text=''):
@@ -85,17 +120,18 @@ class ParserTestCase(_CommandTestCase):
 
     def test_defaults(self):
         args = self._parse(['srv'])
-        self.assertEqual(('srv', None, None, True, False, 600), (
+        self.assertEqual(('srv', None, None, True, False, 600, False,
+                          False), (
             args.server, args.vcpus, args.memory, args.persist, args.wait,
-            args.wait_timeout))
+            args.wait_timeout, args.force, args.dry_run))
 
     def test_all_options(self):
         args = self._parse(['--vcpus', '3', '--memory', '2048',
                             '--no-persist', '--wait', '--wait-timeout', '9',
-                            'srv'])
-        self.assertEqual(('srv', 3, 2048, False, True, 9), (
+                            '--force', '--dry-run', 'srv'])
+        self.assertEqual(('srv', 3, 2048, False, True, 9, True, True), (
             args.server, args.vcpus, args.memory, args.persist, args.wait,
-            args.wait_timeout))
+            args.wait_timeout, args.force, args.dry_run))
 
     def test_not_positive(self):
         for value in ('0', '-1', 'two', '1.5'):
@@ -170,6 +206,80 @@ class SetTestCase(_CommandTestCase):
         self.assertIn('No Server found for srv', str(e))
         self.compute.post.assert_not_called()
 
+    def test_force(self):
+        self.compute.post.return_value = _response(
+            202, {'adjustment': ADJUSTMENT})
+        columns, data = self._run(adjust.SetAdjustment,
+                                  ['--memory', '1024', '--force', 'srv'])
+        self.compute.post.assert_called_once_with(
+            '/os-xloud-adjust/%s' % SERVER_ID,
+            json={'current_memory_mb': 1024, 'persist': True,
+                  'force': True})
+        self.assertEqual(adjust.SET_COLUMNS, columns)
+
+    def test_unsafe_shrink_message(self):
+        self.compute.post.return_value = _response(409, {
+            'conflictingRequest': {
+                'code': 409,
+                'message': 'current_memory_mb 1024 is not safe: the guest '
+                           'uses 1500 MiB. Send "force": true to lower it '
+                           'anyway.'}})
+        e = self.assertRaises(exceptions.CommandError, self._run,
+                              adjust.SetAdjustment, ['--memory', '1024',
+                                                     'srv'])
+        self.assertEqual('current_memory_mb 1024 is not safe: the guest uses '
+                         '1500 MiB. Send "force": true to lower it anyway. '
+                         '(HTTP 409)', str(e))
+
+    def test_dry_run_prints_the_answer_per_value(self):
+        self.compute.post.return_value = _response(200, {'dry_run': DRY_RUN})
+        columns, data = self._run(adjust.SetAdjustment,
+                                  ['--vcpus', '4', '--memory', '1024',
+                                   '--dry-run', 'srv'])
+        self.compute.post.assert_called_once_with(
+            '/os-xloud-adjust/%s' % SERVER_ID,
+            json={'current_vcpus': 4, 'current_memory_mb': 1024,
+                  'persist': True, 'dry_run': True})
+        self.assertEqual((
+            ('server_id', SERVER_ID), ('applicable', False),
+            ('vcpus_requested', 4), ('vcpus_current', 2),
+            ('vcpus_applicable', True), ('vcpus_reasons', ''),
+            ('vcpus_notes', 'the guest must bring the new vCPUs online '
+                            'itself'),
+            ('memory_mb_requested', 1024), ('memory_mb_current', 2048),
+            ('memory_mb_applicable', False),
+            ('memory_mb_reasons', 'Server x is locked.\n'
+                                  'current_memory_mb 1024 is not safe'),
+            ('memory_mb_notes', '')), tuple(zip(columns, data)))
+        # Nothing is followed or shown after it.
+        self.compute.get.assert_not_called()
+
+    def test_dry_run_of_one_value_with_force(self):
+        answer = dict(DRY_RUN, applicable=True)
+        del answer['current_vcpus']
+        self.compute.post.return_value = _response(200, {'dry_run': answer})
+        columns, data = self._run(adjust.SetAdjustment,
+                                  ['--memory', '1024', '--dry-run',
+                                   '--force', '--no-persist', 'srv'])
+        self.compute.post.assert_called_once_with(
+            '/os-xloud-adjust/%s' % SERVER_ID,
+            json={'current_memory_mb': 1024, 'persist': False,
+                  'force': True, 'dry_run': True})
+        self.assertEqual(('server_id', 'applicable', 'memory_mb_requested',
+                          'memory_mb_current', 'memory_mb_applicable',
+                          'memory_mb_reasons', 'memory_mb_notes'), columns)
+
+    def test_dry_run_with_wait_is_a_usage_error(self):
+        with mock.patch('sys.stderr', io.StringIO()) as stderr:
+            e = self.assertRaises(SystemExit, self._run,
+                                  adjust.SetAdjustment,
+                                  ['--vcpus', '2', '--dry-run', '--wait',
+                                   'srv'])
+        self.assertEqual(2, e.code)
+        self.assertIn('--wait cannot be used with --dry-run',
+                      stderr.getvalue())
+        self.compute.post.assert_not_called()
+
     def test_wait_success_shows_adjustment(self):
         self.compute.post.return_value = _response(
             202, {'adjustment': ADJUSTMENT})
@@ -178,8 +288,7 @@ class SetTestCase(_CommandTestCase):
             _response(200, {'adjustment': SHOWN})]
         columns, data = self._run(adjust.SetAdjustment,
                                   ['--vcpus', '4', '--wait', 'srv'])
-        self.assertEqual(adjust.SHOW_COLUMNS, columns)
-        self.assertEqual(tuple(SHOWN[c] for c in columns), data)
+        self.assertEqual(SHOWN_ROWS, tuple(zip(columns, data)))
         action_url = '/servers/%s/os-instance-actions/%s' % (
             SERVER_ID, REQUEST_ID)
         self.assertEqual(
@@ -259,7 +368,47 @@ class ShowTestCase(_CommandTestCase):
         self.compute.get.assert_called_once_with(
             '/os-xloud-adjust/%s' % SERVER_ID)
         self.assertEqual(adjust.SHOW_COLUMNS, columns)
-        self.assertEqual(tuple(SHOWN[c] for c in columns), data)
+        self.assertEqual(SHOWN_ROWS, tuple(zip(columns, data)))
+
+    def test_show_not_observed(self):
+        shown = dict(SHOWN, requested_vcpus=None, requested_memory_mb=None,
+                     observed={
+                         'vcpus': {'online': None, 'source': None,
+                                   'observed_at': None,
+                                   'reason': 'no agent'},
+                         'memory': {'actual_mb': None, 'available_mb': None,
+                                    'usable_mb': None, 'source': None,
+                                    'observed_at': None,
+                                    'reason': 'no balloon'}})
+        self.compute.get.return_value = _response(200, {'adjustment': shown})
+        columns, data = self._run(adjust.ShowAdjustment, ['srv'])
+        rows = dict(zip(columns, data))
+        self.assertEqual((None, None, None, 'no agent', None, 'no balloon'), (
+            rows['requested_vcpus'], rows['observed_vcpus'],
+            rows['observed_vcpus_source'], rows['observed_vcpus_reason'],
+            rows['observed_memory_actual_mb'],
+            rows['observed_memory_reason']))
+
+    def test_show_of_an_older_server(self):
+        # nova-xloud before the observed values: those columns are empty.
+        shown = {k: v for k, v in SHOWN.items()
+                 if k not in ('observed', 'requested_vcpus',
+                              'requested_memory_mb')}
+        self.compute.get.return_value = _response(200, {'adjustment': shown})
+        columns, data = self._run(adjust.ShowAdjustment, ['srv'])
+        rows = dict(zip(columns, data))
+        self.assertEqual(4, rows['current_vcpus'])
+        for column, _path in adjust.OBSERVED_COLUMNS:
+            self.assertIsNone(rows[column], column)
+        self.assertEqual('', rows['requested_vcpus'])
+
+    def test_flatten_keeps_the_rest(self):
+        flat = adjust.flatten_shown(SHOWN)
+        self.assertNotIn('observed', flat)
+        self.assertIn('observed', SHOWN)
+        self.assertEqual(len(adjust.SHOW_COLUMNS), len(set(
+            adjust.SHOW_COLUMNS)))
+        self.assertEqual(set(adjust.SHOW_COLUMNS), set(flat))
 
 
 class PluginTestCase(testtools.TestCase):
