@@ -448,14 +448,19 @@ def shrink_refusal(memory, target_mb, margin_mb):
     """Why shrinking to target_mb is unsafe for the guest, or None.
 
     :param memory: an ObservedMemory. What the guest uses is what its
-        balloon holds less what it could give without swapping (usable);
-        the guest keeps that much plus margin_mb. Without usable the
-        shrink cannot be shown safe.
+        balloon holds less what it could give without swapping (usable),
+        which also counts the memory its kernel keeps for itself; but
+        usable and available come from the guest's last report while
+        actual is read live, so after a balloon change the report may be
+        older: what it counted then (available) less usable is taken when
+        that is more. The guest keeps that much plus margin_mb. Without
+        usable the shrink cannot be shown safe.
     """
     if memory.actual_mb is None or memory.usable_mb is None:
         return ('the guest reports no memory use (balloon statistics): %s'
                 % (memory.reason or 'no usable memory reported'))
-    in_use = max(memory.actual_mb - memory.usable_mb, 0)
+    in_use = max(memory.actual_mb - memory.usable_mb,
+                 (memory.available_mb or 0) - memory.usable_mb, 0)
     if target_mb >= in_use + margin_mb:
         return None
     return ('the guest uses %d MiB of its %d MiB (%d MiB usable); %d MiB '

@@ -22,6 +22,7 @@ _UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                    r'[0-9a-f]{12}')
 _SECONDS = re.compile(r'\b\d+\.\d s\b')
 _NOVA = re.compile(r'\bnova \d+\.\d+\.\d+ \(\d{4}\.\d\)')
+_TIME = re.compile(r'\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ')
 
 
 def literal_blocks(path=README):
@@ -68,7 +69,7 @@ def block_from(prefix, path=README):
 def normalised(lines):
     """Lines with what differs by run or release replaced.
 
-    Uuids, timings and "nova VERSION (RELEASE)".
+    Uuids, timings, times of day and "nova VERSION (RELEASE)".
     """
-    return [_NOVA.sub('nova VERSION (RELEASE)', _SECONDS.sub(
-        'N.N s', _UUID.sub('UUID', line))).rstrip() for line in lines]
+    return [_TIME.sub('TIME', _NOVA.sub('nova VERSION (RELEASE)', _SECONDS.sub(
+        'N.N s', _UUID.sub('UUID', line)))).rstrip() for line in lines]

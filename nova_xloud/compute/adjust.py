@@ -312,19 +312,19 @@ class Adjuster(object):
                     reason='not lowered to %d MiB: %s; "force": true lowers '
                            'it anyway' % (memory_mb, refusal))
         libvirt_adjust.set_memory(self.driver, instance, memory_mb)
-        if not shrink:
-            _record(changes, flavor, persist, memory_mb=memory_mb)
-            return
-        actual = guest_view.wait_balloon(self.driver, instance, memory_mb)
-        if actual is None or actual <= memory_mb:
+        # Wait for the guest either way, so that what is recorded (and
+        # observed) is what it has.
+        actual = guest_view.wait_balloon(self.driver, instance, memory_mb,
+                                         rising=not shrink)
+        if actual is None or actual == memory_mb or (
+                (actual < memory_mb) == shrink):
             _record(changes, flavor, persist, memory_mb=memory_mb)
             return
         _record(changes, flavor, False, memory_mb=actual)
         raise AdjustFailed(
-            reason='the guest gave back memory down to %d MiB, not %d MiB, '
-                   'within %d s: its balloon holds %d MiB' % (
-                       actual, memory_mb, CONF.xloud.balloon_timeout,
-                       actual))
+            reason='the guest has %d MiB, not %d MiB, after %d s: its '
+                   'balloon did not reach the target' % (
+                       actual, memory_mb, CONF.xloud.balloon_timeout))
 
     @staticmethod
     def _check_range(flavor, vcpus, memory_mb):

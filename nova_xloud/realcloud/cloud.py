@@ -41,6 +41,10 @@ DEFAULT_PORT_BASE = 28700
 PORTS = {'rabbit': 0, 'rabbit_dist': 1, 'epmd': 2, 'keystone': 3,
          'glance': 4, 'placement': 5, 'nova_api': 6, 'network': 7}
 SERVICE_USERS = ('nova', 'placement', 'glance')
+# Where Nova's libvirt driver puts the guest agent's socket of a domain
+# (org.qemu.guest_agent.0.<instance name>.sock), whatever the libvirtd.
+QGA_SOCKET_DIR = '/var/lib/libvirt/qemu'
+
 # Two nova-api processes, so that concurrent adjustments of one server
 # meet in MariaDB, not in one process's locks.
 WORKERS = {'nova-api': 2}
@@ -94,6 +98,12 @@ def _tail(log, lines=25):
     with open(log, errors='replace') as handle:
         text = handle.read().splitlines()[-lines:]
     return '\n  last lines of %s:\n    %s' % (log, '\n    '.join(text))
+
+
+def _writable_by_nobody(path):
+    info = os.stat(path)
+    return bool(info.st_uid == NOBODY and info.st_mode & 0o200 or
+                info.st_mode & 0o002)
 
 
 def _tcp_open(port):
@@ -224,6 +234,7 @@ class Cloud(object):
         if os.path.isdir(self.state_dir):
             processes.cleanup(self.state_dir)
             shutil.rmtree(self.state_dir)
+        shutil.rmtree(processes.short_dir(self.state_dir), ignore_errors=True)
         os.makedirs(self.state_dir)
         # QEMU runs as nobody and must reach the instance files.
         os.chmod(self.state_dir, 0o755)
@@ -299,12 +310,26 @@ class Cloud(object):
 
     def _start_libvirtd(self):
         home = self.path('libvirt')
-        for sub in ('run', 'config', 'cache', 'data'):
+        for sub in ('run', 'cache', 'data'):
             os.makedirs(os.path.join(home, sub))
-        subprocess.run(['chown', '-R', '%d:%d' % (NOBODY, NOBODY), home],
-                       check=True)
+        # libvirt binds each domain's sockets (QEMU's monitor, the guest
+        # agent's channel) under the configuration home: a short one, as
+        # a UNIX socket path has at most 107 bytes (see short_dir).
+        config = processes.short_dir(self.state_dir)
+        os.makedirs(config)
+        # Nova's domain XML names the agent's socket itself, in
+        # QGA_SOCKET_DIR, where the unprivileged QEMU must bind it.
+        processes.make_host_dir(self.state_dir, QGA_SOCKET_DIR, NOBODY,
+                                NOBODY)
+        if not _writable_by_nobody(QGA_SOCKET_DIR):
+            raise errors.RealCloudError(
+                '%s is not writable by uid %d, so QEMU cannot bind the'
+                ' guest agent socket that Nova puts there; give it to'
+                ' that user or remove it' % (QGA_SOCKET_DIR, NOBODY))
+        subprocess.run(['chown', '-R', '%d:%d' % (NOBODY, NOBODY), home,
+                        config], check=True)
         env = {'HOME': home, 'XDG_RUNTIME_DIR': os.path.join(home, 'run'),
-               'XDG_CONFIG_HOME': os.path.join(home, 'config'),
+               'XDG_CONFIG_HOME': config,
                'XDG_CACHE_HOME': os.path.join(home, 'cache'),
                'XDG_DATA_HOME': os.path.join(home, 'data'),
                'USER': 'nobody', 'LOGNAME': 'nobody'}

@@ -18,14 +18,68 @@ them by process group, then anything else that carries the mark or names
 the state directory on its command line or in its environment (QEMU and
 virtlogd, which libvirtd starts in sessions of their own), so nothing
 outlives a run, also when a step failed.
+
+libvirtd's configuration home is ``short_dir``, outside the state
+directory: libvirt binds the sockets of each domain there (QEMU's monitor,
+the guest agent's channel), and a UNIX socket path has at most 107 bytes.
+``cleanup`` removes it too, and every host folder ``make_host_dir``
+created.
 """
 
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import time
 
 MARK = 'NOVA_XLOUD_REALCLOUD'
+HOST_DIRS = 'host-dirs'
+
+
+def short_dir(state_dir):
+    """A short folder of the cloud in ``state_dir``, named by its hash.
+
+    ``/dev/shm/xl-<8 hex>`` (or under /tmp): with it as XDG_CONFIG_HOME,
+    the guest agent's socket path of a Nova domain, ``<dir>/libvirt/qemu/
+    channel/target/domain-<id>-instance-<8 hex>/org.qemu.guest_agent.0``,
+    stays under the 107 bytes a UNIX socket path may have.
+    """
+    parent = '/dev/shm' if os.path.isdir('/dev/shm') else '/tmp'
+    digest = hashlib.sha1(os.path.abspath(state_dir).encode()).hexdigest()
+    return os.path.join(parent, 'xl-%s' % digest[:8])
+
+
+def make_host_dir(state_dir, path, uid, gid):
+    """Create ``path`` (and the folders above it) for ``uid``; if missing.
+
+    Each folder created is listed in ``<state dir>/host-dirs``, for
+    ``cleanup`` to remove; a folder that was there stays.
+    """
+    missing = []
+    folder = path
+    while not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+        os.mkdir(folder, 0o755)
+        with open(os.path.join(state_dir, HOST_DIRS), 'a') as handle:
+            handle.write(folder + '\n')
+    if missing:
+        os.chown(path, uid, gid)
+
+
+def _remove_host_dirs(state_dir):
+    listed = os.path.join(state_dir, HOST_DIRS)
+    try:
+        with open(listed) as handle:
+            folders = handle.read().split()
+    except OSError:
+        return
+    # The first created is the outermost: removing it removes the rest.
+    for folder in folders[:1]:
+        shutil.rmtree(folder, ignore_errors=True)
+    os.unlink(listed)
 
 
 def _pid_dir(state_dir):
@@ -117,7 +171,8 @@ def marked(state_dir):
     found = []
     me = os.getpid()
     needle = ('%s=%s' % (MARK, state_dir)).encode()
-    path_bytes = state_dir.encode()
+    paths = [path.encode() + b'/'
+             for path in (state_dir, short_dir(state_dir))]
     for entry in os.listdir('/proc'):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -129,10 +184,12 @@ def marked(state_dir):
         except OSError:
             continue
         # virtlogd, which libvirtd starts with a cleaned environment, is
-        # known by its HOME (or another variable) in the state directory.
-        if (needle in environ or path_bytes + b'/' in cmdline or
-                any(b'=' + path_bytes + b'/' in variable
-                    for variable in environ)):
+        # known by its HOME (or another variable) in the state directory;
+        # QEMU by the disks and sockets its command line names.
+        if needle in environ or any(
+                path in cmdline or any(b'=' + path in variable
+                                       for variable in environ)
+                for path in paths):
             found.append(int(entry))
     return found
 
@@ -141,8 +198,9 @@ def cleanup(state_dir, grace=5.0):
     """End every process of the cloud in ``state_dir``.
 
     SIGTERM to every process group at once, SIGKILL to what is left after
-    ``grace`` seconds, then SIGKILL to anything still carrying the mark.
-    Returns the names stopped and the PIDs that would not go.
+    ``grace`` seconds, then SIGKILL to anything still carrying the mark;
+    then remove ``short_dir`` if nothing is left. Returns the names
+    stopped and the PIDs that would not go.
     """
     pid_dir = _pid_dir(state_dir)
     pids = {}
@@ -174,4 +232,8 @@ def cleanup(state_dir, grace=5.0):
             _signal_group(pid, signal.SIGKILL)
             _reap(pid)
         time.sleep(0.3)
-    return sorted(pids), marked(state_dir)
+    left = marked(state_dir)
+    if not left:
+        shutil.rmtree(short_dir(state_dir), ignore_errors=True)
+        _remove_host_dirs(state_dir)
+    return sorted(pids), left

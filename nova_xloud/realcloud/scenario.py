@@ -35,6 +35,10 @@ FLAVOR_RAM_MB = 1024
 # The guest's free memory sits this far below the balloon target at most
 # (kernel, initramfs and page tables of a busybox guest).
 GUEST_MEMORY_SLACK_MB = 200
+# What nova-api says when a memory decrease is not safe for the guest.
+SHRINK_REFUSAL = re.compile(
+    r'the guest uses (\d+) MiB of its (\d+) MiB \((\d+) MiB usable\).*'
+    r'the smallest safe target is (\d+) MiB')
 
 
 class Views(object):
@@ -74,18 +78,26 @@ class Driver(object):
         self._expect(resp, 204, 'uploading image %s' % name)
         return image_id
 
-    def upload_guest(self, cache_dir):
+    def upload_guest(self, cache_dir, agent=False):
+        """The guest's image; with ``agent``, the one running qemu-ga.
+
+        The agent guest's image sets hw_qemu_guest_agent=yes, so that
+        Nova gives its servers the agent's channel and nova-xloud brings
+        hot-plugged vCPUs online through it (its init does not).
+        """
         kernel, initramfs = guest.build(cache_dir,
-                                        self.cloud.path('guest'))
+                                        self.cloud.path('guest'),
+                                        agent=agent)
         root = self.cloud.path('guest', 'root.qcow2')
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', root,
                         '64M'], check=True)
         kernel_id = self.upload_image('xloud-kernel', 'aki', kernel)
         ramdisk_id = self.upload_image('xloud-initramfs', 'ari', initramfs)
+        properties = dict(guest.AGENT_IMAGE_PROPERTIES if agent else {})
         return self.upload_image(
             'xloud-guest', 'qcow2', root, kernel_id=kernel_id,
             ramdisk_id=ramdisk_id,
-            os_command_line='console=ttyS0 panic=-1 quiet')
+            os_command_line='console=ttyS0 panic=-1 quiet', **properties)
 
     def create_flavor(self, minimum_cpu, minimum_memory):
         resp = self.api.post('compute', '/flavors', {'flavor': {
@@ -141,6 +153,24 @@ class Driver(object):
     def adjust(self, server_id, **values):
         return self.api.post('compute', '/os-xloud-adjust/%s' % server_id,
                              values)
+
+    def dry_run(self, server_id, **values):
+        """A dry run's answer: what could be applied now, and why not."""
+        resp = self.adjust(server_id, dry_run=True, **values)
+        self._expect(resp, 200, 'POST /os-xloud-adjust with dry_run')
+        return resp.body['dry_run']
+
+    def wait_dry_run(self, server_id, what, predicate, timeout=60,
+                     **values):
+        """Dry runs until ``predicate(answer)`` is true; the answer.
+
+        The balloon statistics the compute reads are as old as Nova's
+        ``[libvirt] mem_stats_period_seconds`` (10 s by default).
+        """
+        def answered():
+            answer = self.dry_run(server_id, **values)
+            return answer if predicate(answer) else None
+        return self._wait(what, answered, timeout, interval=1)
 
     def adjustment(self, server_id):
         resp = self.api.get('compute', '/os-xloud-adjust/%s' % server_id)
@@ -207,6 +237,23 @@ class Driver(object):
         return self._wait('the event of %s' % request_id, finished,
                           timeout)
 
+    # -- the guest agent, through the tier's libvirt connection ---------------
+    def agent(self, server_id, request, timeout=5):
+        """What the guest's qemu-ga returns for ``request`` (JSON text)."""
+        out = self.cloud.virsh('qemu-agent-command', '--timeout',
+                               str(timeout), self.domain_name(server_id),
+                               request)
+        return json.loads(out)['return']
+
+    def guest_exec(self, server_id, request, timeout=120):
+        """Run a guest-exec ``request``; its status once it exited."""
+        pid = self.agent(server_id, request)['pid']
+
+        def exited():
+            status = self.agent(server_id, guest.agent_exec_status(pid))
+            return status if status.get('exited') else None
+        return self._wait('guest-exec %d to exit' % pid, exited, timeout)
+
     # -- the views ----------------------------------------------------------
     def guest_reports(self, server_id):
         resp = self.api.post('compute', '/servers/%s/action' % server_id,
@@ -261,6 +308,7 @@ class Driver(object):
             api_memory_mb=shown['current_memory_mb'],
             last_status=shown['last_status'],
             last_message=shown['last_message'],
+            observed=shown['observed'],
             placement_vcpus=alloc.get('VCPU'),
             placement_memory_mb=alloc.get('MEMORY_MB'),
             xml_vcpus=xml_current_vcpus(live),
@@ -299,6 +347,25 @@ class Driver(object):
             what, predicate, timeout, interval=interval,
             proc=self.cloud.procs.get('nova-compute'),
             log=self.cloud.log('nova-compute'))
+
+
+def without_observations(shown):
+    """GET's adjustment less what the guest was last observed to have.
+
+    nova-compute's drift repair stores a new observation (a new time) of
+    a running guest every [xloud] drift_repair_interval seconds, whatever
+    else happens.
+    """
+    return {key: value for key, value in shown.items()
+            if key != 'observed'}
+
+
+def shrink_refusal_numbers(message):
+    """(uses, actual, usable, smallest safe) in MiB from a 409's message."""
+    match = SHRINK_REFUSAL.search(message or '')
+    if match is None:
+        return None
+    return tuple(int(value) for value in match.groups())
 
 
 def guest_matches(report, cpus, memory_mb):

@@ -224,11 +224,11 @@ def observe_memory(driver, instance):
     return memory_stats(domain)
 
 
-def wait_balloon(driver, instance, target_mb):
-    """Wait until the balloon leaves the guest target_mb; its last MiB.
+def wait_balloon(driver, instance, target_mb, rising=False):
+    """Wait until the balloon gives the guest target_mb; its last MiB.
 
-    Bounded by ``[xloud] balloon_timeout``; None at once if the balloon
-    statistics cannot be read.
+    Down to target_mb (up to it with rising). Bounded by ``[xloud]
+    balloon_timeout``; None at once if the statistics cannot be read.
     """
     domain = _domain(driver, instance)
 
@@ -238,7 +238,8 @@ def wait_balloon(driver, instance, target_mb):
     def reached():
         # Unreadable statistics will not become readable by waiting.
         seen = actual()
-        return seen is None or seen <= target_mb
+        return seen is None or (seen >= target_mb if rising
+                                else seen <= target_mb)
 
     _wait(reached, CONF.xloud.balloon_timeout)
     return actual()

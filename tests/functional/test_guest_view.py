@@ -268,7 +268,7 @@ class SafeShrinkTestCase(GuestViewTestBase):
         self.flags(balloon_timeout=1, group='xloud')
         self.libvirt_ext.hold_balloon(self.domain, 3072 * units.Ki)
         event = self._adjust(result='Error', current_memory_mb=2048)
-        self.assertIn('down to 3072 MiB, not 2048 MiB', event['details'])
+        self.assertIn('the guest has 3072 MiB, not 2048 MiB', event['details'])
         shown = self._show()
         self.assertEqual('error', shown['last_status'])
         self.assertEqual(3072, shown['current_memory_mb'])

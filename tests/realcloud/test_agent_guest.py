@@ -40,10 +40,10 @@ MAX_VCPUS = 3
 MAX_MEMORY_MB = 1024
 STATS_PERIOD = 2
 HELD_MB = 300
-# libvirt binds the agent's socket under the daemon's XDG_CONFIG_HOME:
-# <dir>/libvirt/config/libvirt/qemu/channel/target/domain-<id>-<name>/
-# org.qemu.guest_agent.0 must fit a UNIX socket path (107 bytes), so the
-# state directory and the domain name are short.
+# libvirt binds the agent's socket under the daemon's XDG_CONFIG_HOME,
+# processes.short_dir: <dir>/libvirt/qemu/channel/target/
+# domain-<id>-<name>/org.qemu.guest_agent.0 must fit a UNIX socket path
+# (107 bytes).
 STATE_DIR_NAME = 'xloud-agent'
 DOMAIN_NAME = 'agent'
 

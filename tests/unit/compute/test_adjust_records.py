@@ -310,6 +310,16 @@ class ObservedRecordsTestCase(test.NoDBTestCase):
                       'usable)', records.shrink_refusal(
                           self._memory(1024, 0), 512, 128))
 
+    def test_shrink_refusal_with_a_report_older_than_the_balloon(self):
+        # actual is read live, usable and available come from the guest's
+        # last report, here from before a shrink 703 -> 512 MiB: what it
+        # counted then less usable is what it uses.
+        memory = records.observe_memory(actual_mb=512, available_mb=703,
+                                        usable_mb=650)
+        self.assertIsNone(records.shrink_refusal(memory, 181, 128))
+        self.assertIn('the guest uses 53 MiB of its 512 MiB',
+                      records.shrink_refusal(memory, 180, 128))
+
     def test_shrink_refusal_without_statistics(self):
         for memory, why in (
                 (records.observe_memory(actual_mb=2048, reason='no stats'),

@@ -735,8 +735,8 @@ class AdjusterTestCase(test.NoDBTestCase):
         self.guest.floor_mb = 3072
         self.adjuster.adjust(self.ctxt, self.instance, None, 1024, True, 1)
         self.assertEqual(
-            'the guest gave back memory down to 3072 MiB, not 1024 MiB, '
-            'within 7 s: its balloon holds 3072 MiB',
+            'the guest has 3072 MiB, not 1024 MiB, after 7 s: its balloon '
+            'did not reach the target',
             self._event_error().format_message())
         # Waited for it, bounded.
         self.assertAlmostEqual(7, self.clock.slept, delta=0.001)
@@ -769,11 +769,40 @@ class AdjusterTestCase(test.NoDBTestCase):
             'xloud_live_memory_mb'])
         self.assertGreater(self.clock.slept, 0)
 
-    def test_an_increase_does_not_wait_for_the_balloon(self):
-        self.guest.floor_mb = 4096
+    def test_an_increase_waits_for_the_guest_to_take_the_memory(self):
+        # Recorded and observed only once the balloon gave it: a reading
+        # taken at once showed the old size on a real guest.
+        self._live(2, 1024)
+        reads = []
+
+        def slow(*args):
+            reads.append(1)
+            stats = FakeGuest.memory_stats(self.guest)
+            if len(reads) < 3:
+                stats['actual'] = 1024 * units.Ki
+            return stats
+        self.domain.memoryStats.side_effect = slow
         self.adjuster.adjust(self.ctxt, self.instance, None, 2048, True, 1)
         self.assertIsNone(self._event_error())
-        self.assertEqual(0, self.clock.slept)
+        self.assertGreater(self.clock.slept, 0)
+        self.assertEqual(2048, self._observed()[1].actual_mb)
+
+    def test_an_increase_the_guest_does_not_take_ends_in_error(self):
+        self.flags(balloon_timeout=5, group='xloud')
+        self._live(2, 1024)
+        self.domain.memoryStats.side_effect = lambda *args: {
+            'actual': 1536 * units.Ki, 'available': 1504 * units.Ki,
+            'usable': 1400 * units.Ki}
+        self.adjuster.adjust(self.ctxt, self.instance, None, 2048, True, 1)
+        self.assertEqual(
+            'the guest has 1536 MiB, not 2048 MiB, after 5 s: its balloon '
+            'did not reach the target',
+            self._event_error().format_message())
+        self.assertEqual('1536', self.instance.system_metadata[
+            'xloud_live_memory_mb'])
+        self.set_amounts.assert_called_with(
+            self.ctxt, self.instance, vcpus=2, memory_mb=1536,
+            client=self.manager.reportclient)
 
     def test_guest_memory(self):
         self.guest.memory_mb = 2048

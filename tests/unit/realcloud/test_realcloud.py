@@ -218,6 +218,26 @@ class DomainXmlTestCase(testtools.TestCase):
             "<vcpu placement='static'>4</vcpu>"))
 
 
+class AdjustAnswersTestCase(testtools.TestCase):
+
+    def test_the_numbers_of_a_refused_shrink(self):
+        message = (
+            'current_memory_mb 512 is not safe: the guest uses 471 MiB of'
+            ' its 768 MiB (297 MiB usable); 512 MiB leaves less than the'
+            ' 128 MiB margin: the smallest safe target is 599 MiB. Send'
+            ' "force": true to lower it anyway.')
+        self.assertEqual((471, 768, 297, 599),
+                         scenario.shrink_refusal_numbers(message))
+        self.assertIsNone(scenario.shrink_refusal_numbers('Conflict'))
+        self.assertIsNone(scenario.shrink_refusal_numbers(None))
+
+    def test_observations_left_out(self):
+        shown = {'current_memory_mb': 512, 'observed': {'memory': {}}}
+        self.assertEqual({'current_memory_mb': 512},
+                         scenario.without_observations(shown))
+        self.assertIn('observed', shown)
+
+
 class LatencyTestCase(testtools.TestCase):
 
     def test_nearest_rank_percentile(self):
@@ -303,6 +323,48 @@ class ProcessesTestCase(testtools.TestCase):
         self.assertIsNotNone(home.wait(timeout=10))
         self.assertEqual([], os.listdir(os.path.join(self.state_dir,
                                                      'pids')))
+
+    def test_short_dir_fits_the_agent_socket_of_a_nova_domain(self):
+        short = processes.short_dir(self.state_dir)
+        self.assertEqual(short, processes.short_dir(self.state_dir + '/'))
+        self.assertNotEqual(short, processes.short_dir(self.state_dir + 'x'))
+        self.assertFalse(short.startswith(self.state_dir))
+        socket = os.path.join(
+            short, 'libvirt', 'qemu', 'channel', 'target',
+            'domain-9999-instance-0000ffff', guest.AGENT_CHANNEL)
+        self.assertLessEqual(len(socket), 107)
+
+    def test_cleanup_ends_what_names_the_short_dir_and_removes_it(self):
+        # QEMU is known by the sockets under the short folder that its
+        # command line names.
+        short = processes.short_dir(self.state_dir)
+        os.makedirs(os.path.join(short, 'libvirt'))
+        self.addCleanup(subprocess.run, ['rm', '-rf', short])
+        qemu = subprocess.Popen(
+            [sys.executable, '-c', 'import time; time.sleep(600)',
+             'path=%s/libvirt/monitor.sock' % short],
+            env={}, start_new_session=True)
+        self.addCleanup(qemu.wait)
+        self.assertIn(qemu.pid, processes.marked(self.state_dir))
+        ended, left = processes.cleanup(self.state_dir, grace=0.5)
+        self.assertEqual([], left)
+        self.assertIsNotNone(qemu.wait(timeout=10))
+        self.assertFalse(os.path.exists(short))
+
+    def test_host_dirs_made_are_removed_and_those_found_stay(self):
+        outside = self.useFixture(fixtures.TempDir()).path
+        wanted = os.path.join(outside, 'var', 'lib', 'qemu')
+        processes.make_host_dir(self.state_dir, wanted, os.getuid(),
+                                os.getgid())
+        processes.make_host_dir(self.state_dir, wanted, os.getuid(),
+                                os.getgid())
+        self.assertTrue(os.path.isdir(wanted))
+        with open(os.path.join(wanted, 'agent.sock'), 'w'):
+            pass
+        processes.cleanup(self.state_dir, grace=0.5)
+        self.assertEqual([], os.listdir(outside))
+        self.assertFalse(os.path.exists(os.path.join(
+            self.state_dir, processes.HOST_DIRS)))
 
 
 class ApiProcessesTestCase(testtools.TestCase):
