@@ -109,12 +109,11 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             injected = queue.pop(0) if queue else None
             if flags & fakelibvirt.VIR_DOMAIN_AFFECT_LIVE and (
                     not dom.isActive()):
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'Requested operation is not valid: domain is not '
                     'running',
-                    error_code=fakelibvirt.VIR_ERR_OPERATION_INVALID,
-                    error_domain=fakelibvirt.VIR_FROM_DOMAIN)
+                    fakelibvirt.VIR_ERR_OPERATION_INVALID,
+                    fakelibvirt.VIR_FROM_DOMAIN)
             return injected
 
         def _set(dom, method, key, value, flags, maximum):
@@ -122,12 +121,11 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             if injected and not injected.apply_first:
                 raise _error(injected)
             if value > maximum:
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'invalid argument: requested %s exceeds the maximum %d'
                     % (key, maximum),
-                    error_code=fakelibvirt.VIR_ERR_INVALID_ARG,
-                    error_domain=fakelibvirt.VIR_FROM_DOMAIN)
+                    fakelibvirt.VIR_ERR_INVALID_ARG,
+                    fakelibvirt.VIR_FROM_DOMAIN)
             if flags & fakelibvirt.VIR_DOMAIN_AFFECT_LIVE:
                 _state(dom)['live'][key] = value
             if flags & fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG:
@@ -141,23 +139,21 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             live = flags & fakelibvirt.VIR_DOMAIN_AFFECT_LIVE
             if live and state['live'][VCPUS] != state[QEMU_VCPUS]:
                 fixture.crashes.append(dom._def['uuid'])
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'Unable to read from monitor: Connection reset by peer',
-                    error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR,
-                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+                    fakelibvirt.VIR_ERR_INTERNAL_ERROR,
+                    fakelibvirt.VIR_FROM_QEMU)
             if live and nvcpus < state['live'][VCPUS] and (
                     fixture.unplug_timeouts):
                 _check(dom, 'setVcpusFlags', flags)
                 if fixture.unplug_timeouts.pop(0):
                     state[QEMU_VCPUS] = nvcpus
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'operation timed out: vcpu unplug request timed out. '
                     'Unplug result must be manually inspected in the '
                     'domain',
-                    error_code=fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
-                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+                    fakelibvirt.VIR_ERR_OPERATION_TIMEOUT,
+                    fakelibvirt.VIR_FROM_QEMU)
             try:
                 return _set(dom, 'setVcpusFlags', VCPUS, nvcpus, flags,
                             state['max_vcpus'])
@@ -178,22 +174,20 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
         def _agent(dom, method):
             fixture.calls.append((method, dom._def['uuid'], 0))
             if not _state(dom)['agent']:
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'argument unsupported: QEMU guest agent is not '
                     'configured',
-                    error_code=fakelibvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
-                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+                    fakelibvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+                    fakelibvirt.VIR_FROM_QEMU)
             queue = fixture.errors.get(method)
             if queue:
                 raise _error(queue.pop(0))
             if not fixture.agent_answers:
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'Guest agent is not responding: QEMU guest agent is '
                     'not connected',
-                    error_code=fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
-                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+                    fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+                    fakelibvirt.VIR_FROM_QEMU)
 
         def guestVcpus(dom, flags=0):
             _agent(dom, 'guestVcpus')
@@ -208,12 +202,11 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
             cpus = set(hardware.parse_cpu_spec(cpumap))
             unknown = cpus - set(range(state[QEMU_VCPUS]))
             if unknown or (not state_ and 0 in cpus):
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'invalid argument: vCPU %s cannot be set'
                     % _spec(unknown or {0}),
-                    error_code=fakelibvirt.VIR_ERR_INVALID_ARG,
-                    error_domain=fakelibvirt.VIR_FROM_QEMU)
+                    fakelibvirt.VIR_ERR_INVALID_ARG,
+                    fakelibvirt.VIR_FROM_QEMU)
             if state_:
                 state[ONLINE] |= cpus
             else:
@@ -235,11 +228,11 @@ class LiveResizeLibvirtFixture(fixtures.Fixture):
 
         def qemuMonitorCommand(dom, cmd, flags=0):
             if not fixture.qemu_monitor:
-                raise fakelibvirt.make_libvirtError(
-                    fakelibvirt.libvirtError,
+                raise _libvirt_error(
                     'this function is not supported by the connection '
-                    'driver', error_code=fakelibvirt.VIR_ERR_NO_SUPPORT,
-                    error_domain=fakelibvirt.VIR_FROM_DOMAIN)
+                    'driver',
+                    fakelibvirt.VIR_ERR_NO_SUPPORT,
+                    fakelibvirt.VIR_FROM_DOMAIN)
             if json.loads(cmd) != {'execute': 'query-cpus-fast'}:
                 raise AssertionError('unexpected QEMU command %s' % cmd)
             count = _state(dom)[QEMU_VCPUS]
@@ -389,6 +382,12 @@ def _with_current_values(xml, values, max_vcpus):
     if current_memory is not None:
         current_memory.text = str(values[MEMORY_KIB])
     return etree.tostring(tree, encoding='unicode')
+
+
+def _libvirt_error(message, code, domain):
+    return fakelibvirt.make_libvirtError(
+        fakelibvirt.libvirtError, message, error_code=code,
+        error_domain=domain)
 
 
 def _spec(cpus):
