@@ -81,17 +81,20 @@ def _allocation_failed(view, request_id, message):
     records.set_result(view, request_id, records.STATUS_ERROR, message)
 
 
-def reconcile_allocation(context, instance, client=None, held=None):
+def reconcile_allocation(context, instance, client=None, held=None,
+                         now=None):
     """Set the allocation to what the guest has; clear the stale mark.
 
-    For the drift repair too: ``instance`` needs its flavor and
-    system_metadata (as stored; store.update keeps them so).
+    For the drift repair and new boots too: ``instance`` needs its flavor
+    and system_metadata (as stored; store.update keeps them so).
 
     :param held: the placement.Allocation read earlier in this adjustment;
         placement is not asked again when it equals what the guest has
+    :param now: the Resources the guest has, if not the records' current
+        values for the instance's flavor
     :raises: placement.PlacementError (the mark stays)
     """
-    now = records.current(instance)
+    now = now or records.current(instance)
     if held is None or not _equals(held, now):
         placement.set_amounts(context, instance, vcpus=now.vcpus,
                               memory_mb=now.memory_mb, client=client)
@@ -116,6 +119,14 @@ class Adjuster(object):
             'live_vcpus': libvirt,
             'memory_balloon': libvirt and libvirt_adjust.has_memory_balloon(),
         }
+
+    def allocation_after_boot(self, context, instance, now):
+        """The allocation follows a boot that changed what the guest has.
+
+        The listener nova-compute gives libvirt_adjust.on_boot_change.
+        """
+        reconcile_allocation(context, instance,
+                             client=self.manager.reportclient, now=now)
 
     def guest_memory(self, context, instance):
         """What the guest's balloon statistics say, as a dict."""

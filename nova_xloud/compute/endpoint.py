@@ -23,6 +23,7 @@ import oslo_messaging as messaging
 from nova_xloud.compute import adjust
 from nova_xloud.compute import drift
 from nova_xloud.compute import rpcapi
+from nova_xloud.virt import libvirt_adjust
 
 
 class XloudComputeEndpoint(object):
@@ -47,4 +48,6 @@ class XloudComputeEndpoint(object):
 
 def create_endpoint(manager):
     drift.register_periodic_task(manager)
-    return XloudComputeEndpoint(manager)
+    endpoint = XloudComputeEndpoint(manager)
+    libvirt_adjust.on_boot_change(endpoint.adjuster.allocation_after_boot)
+    return endpoint

@@ -71,7 +71,7 @@ class XloudPluginsFixture(fixtures.Fixture):
     The hooks cache their plugins once per process; the caches are cleared
     so each test sees the installed entry points (and a test may take an
     RPC endpoint away to play a compute or a conductor that does not run
-    nova-xloud).
+    nova-xloud). So is the boot listener a compute registers.
     """
 
     def __init__(self, endpoints=True, conductor_endpoint=True):
@@ -85,6 +85,9 @@ class XloudPluginsFixture(fixtures.Fixture):
                      libvirt_driver._guest_config_hooks):
             func.cache_clear()
             self.addCleanup(func.cache_clear)
+        # Each test's nova-compute registers its own boot listener.
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.virt.libvirt_adjust._boot_listener', None))
         if not self.endpoints:
             self.useFixture(fixtures.MockPatch(
                 'nova.compute.manager._rpc_endpoint_plugins',

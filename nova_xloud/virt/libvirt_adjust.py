@@ -41,6 +41,9 @@ from nova_xloud.virt import resources
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
+# Told when a boot changes what the guest has (on_boot_change).
+_boot_listener = None
+
 
 class AdjustFailed(exception.NovaException):
     # A NovaException so that its message becomes the action event's
@@ -247,8 +250,8 @@ def apply_records(instance, flavor, image_meta, guest):
     the persisted values), so the order of the two hooks does not matter.
     Drops the live values of the previous boot and the persisted values of
     another flavor; the caller saves the instance. When a non-persisted
-    adjustment is undone by this boot, the placement allocation is set back
-    to the boot values (best effort).
+    adjustment is undone by this boot, the boot listeners are told (see
+    on_boot_change) so that the allocation follows the boot values.
     """
     if resources.is_rescuing(instance):
         # The rescue domain keeps the live values (current_resources) and
@@ -263,7 +266,7 @@ def apply_records(instance, flavor, image_meta, guest):
         # guest (the destination's boot already dropped their records).
         if dropped:
             _save_dropped(instance, flavor)
-        _reconcile_allocation(instance, records.current(instance, flavor))
+        _tell_boot_change(instance, records.current(instance, flavor))
         return
     if not dropped:
         return
@@ -275,7 +278,7 @@ def apply_records(instance, flavor, image_meta, guest):
         return
     now = records.current(instance, flavor)
     if previous != now:
-        _reconcile_allocation(instance, now)
+        _tell_boot_change(instance, now)
 
 
 def _reverting_a_move(instance):
@@ -303,12 +306,44 @@ def _save_dropped(instance, flavor):
                     {'uuid': instance.uuid, 'error': e})
 
 
-def _reconcile_allocation(instance, now):
-    from nova_xloud.compute import placement
+def on_boot_change(listener):
+    """Call listener(context, instance, now) when a boot changes the guest.
+
+    ``now`` is the Resources the new boot gives the guest where a live
+    adjustment had given it others. nova-compute registers the listener
+    that sets the placement allocation: the virt layer does not call
+    placement. One listener per process, the last registered (one
+    nova-compute service). A listener that fails, or none at all, leaves
+    the allocation marked stale (records.ALLOCATION_STALE), for the drift
+    repair.
+    """
+    global _boot_listener
+    _boot_listener = listener
+
+
+def _tell_boot_change(instance, now):
+    context = _context(instance)
+    listener = _boot_listener
+    if listener is None:
+        _mark_allocation_stale(context, instance, now, 'nova-compute did '
+                               'not ask to be told of new boots')
+        return
     try:
-        placement.set_amounts(_context(instance), instance,
-                              vcpus=now.vcpus, memory_mb=now.memory_mb)
+        listener(context, instance, now)
     except Exception as e:
+        # The boot goes on: the drift repair sets the allocation.
         LOG.warning('Could not set the placement allocation of %(uuid)s '
-                    'back to %(now)s after a reboot: %(error)s',
+                    'to %(now)s after a new boot: %(error)s',
                     {'uuid': instance.uuid, 'now': now, 'error': e})
+        _mark_allocation_stale(context, instance, now, e)
+
+
+def _mark_allocation_stale(context, instance, now, why):
+    reason = ('the allocation was not set to the %d vCPUs and %d MiB of '
+              'the new boot: %s' % (now.vcpus, now.memory_mb, why))
+    try:
+        store.update(context, instance, records.mark_allocation_stale,
+                     reason)
+    except Exception as e:
+        LOG.warning('Could not mark the allocation of %(uuid)s stale: '
+                    '%(error)s', {'uuid': instance.uuid, 'error': e})

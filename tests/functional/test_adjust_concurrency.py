@@ -26,6 +26,7 @@ from oslo_utils.fixture import uuidsentinel as uuids
 from wsgi_intercept import interceptor
 
 from nova_xloud.compute import adjust
+from nova_xloud.compute import drift
 from nova_xloud.compute import rpcapi
 from nova_xloud import records
 from nova_xloud import store
@@ -439,6 +440,33 @@ class PlacementFaultsTestCase(AdjustTestBase):
         self.assertEqual((2, 1024), self._allocation(self.server))
         self.assertEqual([], store.uuids_with(self.ctxt,
                                               records.ALLOCATION_STALE))
+
+    def test_placement_unreachable_at_a_reboot_is_left_to_the_repair(self):
+        body = self._post(self.server, {'current_vcpus': 4,
+                                        'current_memory_mb': 2048,
+                                        'persist': False})
+        self._wait_event(self.server, body['adjustment']['request_id'],
+                         'Success')
+        placement_back = self._fail(self.compute_client, 'put',
+                                    error=ks_exc.ConnectFailure('refused'))
+        self._reboot_server(self.server, hard=True)
+        # The boot gave the guest its boot values back; the allocation
+        # could not follow and is marked, saying why.
+        self.assertEqual((2, 1024), self._live(self.server))
+        self.assertEqual((4, 2048), self._allocation(self.server))
+        stale = self._records(self.server)[records.ALLOCATION_STALE]
+        self.assertIn('not set to the 2 vCPUs and 1024 MiB of the new boot',
+                      stale)
+        self.assertIn('placement could not be reached', stale)
+        # The drift repair sets it once placement is back.
+        placement_back()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.compute.drift._seen_drifted', {}))
+        manager = self.computes[base.COMPUTE].manager
+        task = dict(manager._periodic_tasks)[drift.TASK_NAME]
+        for _run in range(2):
+            task(manager, self.ctxt)
+        self._assert_agree(self.server, (2, 1024))
 
     def test_compute_placement_refusing_the_lowering(self):
         shown = self._decrease_fails_on_the_compute(

@@ -38,6 +38,7 @@ from nova_xloud import records
 from nova_xloud.testing import fake_store
 from nova_xloud.virt import guest_view
 from nova_xloud.virt import libvirt_adjust
+from nova_xloud.virt import resources
 
 UUID = '8b8f5d4c-11c4-4ebb-8f0b-6c4a07a4c1d2'
 RP = 'c2b0b7c2-93a4-4e4f-a0f3-3e4b3b33f1c0'
@@ -145,6 +146,12 @@ class RPCAPITestCase(test.NoDBTestCase):
 
 class EndpointTestCase(test.NoDBTestCase):
 
+    def setUp(self):
+        super().setUp()
+        # create_endpoint registers the boot listener of its manager.
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.virt.libvirt_adjust._boot_listener', None))
+
     def test_entry_point(self):
         entry_points = [ep for ep in metadata.entry_points(
             group='nova.compute.rpc_endpoints') if ep.name == 'xloud_adjust']
@@ -160,6 +167,11 @@ class EndpointTestCase(test.NoDBTestCase):
                      if isinstance(ep, endpoint.XloudComputeEndpoint)]
         self.assertEqual(1, len(endpoints))
         self.assertIs(manager, endpoints[0].adjuster.manager)
+
+    def test_registers_the_boot_listener(self):
+        ep = endpoint.create_endpoint(mock.Mock())
+        self.assertEqual(ep.adjuster.allocation_after_boot,
+                         libvirt_adjust._boot_listener)
 
     def test_target_and_methods(self):
         manager = mock.Mock()
@@ -1209,8 +1221,10 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
         self.flavor = make_flavor(minimum_cpu='2', minimum_memory='1024')
         self.instance = fake_instance.fake_instance_obj(
             context.get_admin_context(), flavor=self.flavor)
-        self.set_amounts = self.useFixture(fixtures.MockPatch(
-            'nova_xloud.compute.placement.set_amounts')).mock
+        # nova-compute's listener, as create_endpoint registers it.
+        self.listener = mock.Mock()
+        self.useFixture(fixtures.MockPatchObject(
+            libvirt_adjust, '_boot_listener', self.listener))
         self.stored = {}
 
         def update(ctxt, instance, change, *args):
@@ -1246,9 +1260,11 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
         self.update.assert_called_once_with(
             mock.ANY, self.instance, libvirt_adjust._forget_for_new_boot,
             self.flavor)
-        # The non-persisted values are undone: placement follows.
-        self.set_amounts.assert_called_once_with(
-            mock.ANY, self.instance, vcpus=3, memory_mb=2048)
+        # The non-persisted values are undone: nova-compute is told, so
+        # that placement follows.
+        self.listener.assert_called_once_with(
+            mock.ANY, self.instance,
+            resources.Resources(vcpus=3, memory_mb=2048))
 
     def test_a_rescue_keeps_the_live_values(self):
         values = dict(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
@@ -1260,7 +1276,7 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
                                      mock.sentinel.guest)
         self.assertEqual(values, self.instance.system_metadata)
         self.update.assert_not_called()
-        self.set_amounts.assert_not_called()
+        self.listener.assert_not_called()
 
     def test_persisted_live_values_leave_placement(self):
         self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
@@ -1268,7 +1284,7 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
                       xloud_live_memory_mb='2048', xloud_live_flavorid='xl-id')
         libvirt_adjust.apply_records(self.instance, self.flavor, None,
                                      mock.sentinel.guest)
-        self.set_amounts.assert_not_called()
+        self.listener.assert_not_called()
 
     def test_other_flavor_drops_persisted_values(self):
         self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
@@ -1277,7 +1293,7 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
                                      mock.sentinel.guest)
         self.assertEqual({'other': 'kept'}, self.instance.system_metadata)
         self.assertEqual({'other': 'kept'}, self.stored)
-        self.set_amounts.assert_not_called()
+        self.listener.assert_not_called()
 
     def test_nothing_to_drop_costs_nothing(self):
         self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
@@ -1285,13 +1301,61 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
         libvirt_adjust.apply_records(self.instance, self.flavor, None,
                                      mock.sentinel.guest)
         self.update.assert_not_called()
-        self.set_amounts.assert_not_called()
+        self.listener.assert_not_called()
 
     def test_placement_failure_does_not_stop_the_boot(self):
-        self.set_amounts.side_effect = placement.PlacementRefused(
-            amounts='VCPU=4', uuid='u', host='h', reason='full')
+        self.listener.side_effect = placement.PlacementRefused(
+            amounts='VCPU=2', uuid='u', host='h', reason='full')
         self._sysmeta(xloud_live_vcpus='3', xloud_live_memory_mb='1024',
                       xloud_live_flavorid='xl-id')
         libvirt_adjust.apply_records(self.instance, self.flavor, None,
                                      mock.sentinel.guest)
+        # The live values are gone and the stored allocation is marked
+        # stale, with why, for the drift repair.
         self.assertEqual({}, self.instance.system_metadata)
+        stale = self.stored.pop(records.ALLOCATION_STALE)
+        self.assertEqual({}, self.stored)
+        self.assertIn('not set to the 2 vCPUs and 1024 MiB of the new '
+                      'boot', stale)
+        self.assertIn('full', stale)
+
+    def test_without_a_listener_the_allocation_is_marked_stale(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.virt.libvirt_adjust._boot_listener', None))
+        self._sysmeta(xloud_live_vcpus='3', xloud_live_memory_mb='1024',
+                      xloud_live_flavorid='xl-id')
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        self.assertIn('nova-compute did not ask to be told of new boots',
+                      self.stored[records.ALLOCATION_STALE])
+
+    def test_the_last_registered_listener_is_told(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_xloud.virt.libvirt_adjust._boot_listener', None))
+        first, second = mock.Mock(), mock.Mock()
+        libvirt_adjust.on_boot_change(first)
+        libvirt_adjust.on_boot_change(second)
+        self._sysmeta(xloud_live_vcpus='3', xloud_live_memory_mb='1024',
+                      xloud_live_flavorid='xl-id')
+        libvirt_adjust.apply_records(self.instance, self.flavor, None,
+                                     mock.sentinel.guest)
+        first.assert_not_called()
+        second.assert_called_once_with(
+            mock.ANY, self.instance,
+            resources.Resources(vcpus=2, memory_mb=1024))
+
+    def test_the_compute_listener_sets_the_allocation(self):
+        self.instance.system_metadata = {
+            records.ALLOCATION_STALE: 'earlier failure'}
+        now = resources.Resources(vcpus=2, memory_mb=1024)
+        manager = mock.Mock()
+        with mock.patch.object(placement, 'set_amounts') as set_amounts:
+            adjust.Adjuster(manager).allocation_after_boot(
+                mock.sentinel.ctxt, self.instance, now)
+        set_amounts.assert_called_once_with(
+            mock.sentinel.ctxt, self.instance, vcpus=2, memory_mb=1024,
+            client=manager.reportclient)
+        # Right again: the old mark goes.
+        self.update.assert_called_once_with(
+            mock.sentinel.ctxt, self.instance,
+            records.clear_allocation_stale)
