@@ -428,6 +428,7 @@ def show_view(instance):
         'last_message': last.message,
         'requested_vcpus': requested.vcpus,
         'requested_memory_mb': requested.memory_mb,
+        'allocation_stale': records.allocation_stale(instance),
         'observed': {
             'vcpus': records.observed_vcpus(instance)._asdict(),
             'memory': records.observed_memory(instance)._asdict(),

@@ -84,6 +84,7 @@ class AdjustTestBase(base.LiveAdjustBase):
         self.assertEqual(expected, self._allocation(server))
         self.assertNotEqual('pending', shown['last_status'])
         self.assertNotIn(records.ALLOCATION_STALE, self._records(server))
+        self.assertIsNone(shown['allocation_stale'])
         return shown
 
 
@@ -418,6 +419,7 @@ class PlacementFaultsTestCase(AdjustTestBase):
         self.assertEqual((4, 2048), self._allocation(self.server))
         self.assertEqual([self.server['id']], store.uuids_with(
             self.ctxt, records.ALLOCATION_STALE))
+        self.assertEqual(shown['last_message'], shown['allocation_stale'])
         fault = objects.InstanceFault.get_latest_for_instance(
             self.ctxt, self.server['id'])
         self.assertEqual(shown['last_message'], fault.message)
@@ -455,6 +457,7 @@ class PlacementFaultsTestCase(AdjustTestBase):
         self.assertEqual((2, 1024), self._live(self.server))
         self.assertEqual((4, 2048), self._allocation(self.server))
         stale = self._records(self.server)[records.ALLOCATION_STALE]
+        self.assertEqual(stale, self._show(self.server)['allocation_stale'])
         self.assertIn('not set to the 2 vCPUs and 1024 MiB of the new boot',
                       stale)
         self.assertIn('placement could not be reached', stale)

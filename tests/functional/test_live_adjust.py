@@ -113,7 +113,7 @@ class LiveAdjustTestCase(LiveAdjustTestBase):
             'maximum_memory_mb': 4096, 'persisted': True,
             'last_request_id': None, 'last_status': None,
             'last_message': None, 'requested_vcpus': None,
-            'requested_memory_mb': None,
+            'requested_memory_mb': None, 'allocation_stale': None,
             'observed': {
                 'vcpus': {'online': None, 'source': None,
                           'observed_at': None,

@@ -174,6 +174,7 @@ show_response = {
                                     'minimum': 1},
                 'requested_memory_mb': {'type': ['integer', 'null'],
                                         'minimum': 1},
+                'allocation_stale': {'type': ['string', 'null']},
                 'observed': {
                     'type': 'object',
                     'properties': {
@@ -189,7 +190,8 @@ show_response = {
                          'current_memory_mb', 'maximum_memory_mb',
                          'persisted', 'last_request_id', 'last_status',
                          'last_message', 'requested_vcpus',
-                         'requested_memory_mb', 'observed'],
+                         'requested_memory_mb', 'allocation_stale',
+                         'observed'],
             'additionalProperties': False,
         },
     },

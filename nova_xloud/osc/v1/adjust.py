@@ -59,7 +59,8 @@ SHOW_COLUMNS = ('server_id', 'minimum_vcpus', 'current_vcpus',
                 'maximum_memory_mb', 'persisted', 'requested_vcpus',
                 'requested_memory_mb') + tuple(
                     column for column, _path in OBSERVED_COLUMNS) + (
-                'last_request_id', 'last_status', 'last_message')
+                'last_request_id', 'last_status', 'last_message',
+                'allocation_stale')
 # The answer to a dry run, per value asked: (API field, column prefix).
 DRY_RUN_VALUES = (('current_vcpus', 'vcpus'),
                   ('current_memory_mb', 'memory_mb'))

@@ -685,7 +685,8 @@ class ControllerTestCase(test.NoDBTestCase):
             'xloud_live_vcpus': '3', 'xloud_live_memory_mb': '2048',
             'xloud_live_flavorid': 'xl-id', 'xloud_last_request_id':
             'req-a4b6ac2c-6a49-4a40-8fb4-4b8e2b7b0b0e',
-            'xloud_last_status': 'error', 'xloud_last_message': 'boom'}
+            'xloud_last_status': 'error', 'xloud_last_message': 'boom',
+            'xloud_allocation_stale': 'placement could not be reached'}
         result = self.controller.show(self.req, UUID)
         compat.validate_response(schema.show_response, result)
         expected = {
@@ -696,6 +697,7 @@ class ControllerTestCase(test.NoDBTestCase):
             'last_request_id': 'req-a4b6ac2c-6a49-4a40-8fb4-4b8e2b7b0b0e',
             'last_status': 'error', 'last_message': 'boom',
             'requested_vcpus': None, 'requested_memory_mb': None,
+            'allocation_stale': 'placement could not be reached',
             'observed': {
                 'vcpus': {'online': None, 'source': None,
                           'observed_at': None,

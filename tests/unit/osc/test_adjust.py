@@ -36,6 +36,7 @@ SHOWN = {'server_id': SERVER_ID, 'minimum_vcpus': 2, 'current_vcpus': 4,
          'persisted': True, 'last_request_id': REQUEST_ID,
          'last_status': 'success', 'last_message': None,
          'requested_vcpus': 4, 'requested_memory_mb': 2048,
+         'allocation_stale': None,
          'observed': {
              'vcpus': {'online': 3, 'source': 'guest-agent',
                        'observed_at': '2026-01-02T03:04:05Z',
@@ -59,7 +60,8 @@ SHOWN_ROWS = (
     ('observed_memory_source', 'balloon-statistics'),
     ('observed_memory_at', '2026-01-02T03:04:06Z'),
     ('observed_memory_reason', None), ('last_request_id', REQUEST_ID),
-    ('last_status', 'success'), ('last_message', None))
+    ('last_status', 'success'), ('last_message', None),
+    ('allocation_stale', None))
 DRY_RUN = {'server_id': SERVER_ID, 'applicable': False,
            'current_vcpus': {
                'requested': 4, 'current': 2, 'applicable': True,
