@@ -250,7 +250,7 @@ def apply_records(instance, flavor, image_meta, guest):
     the persisted values), so the order of the two hooks does not matter.
     Drops the live values of the previous boot and the persisted values of
     another flavor; the caller saves the instance. When a non-persisted
-    adjustment is undone by this boot, the boot listeners are told (see
+    adjustment is undone by this boot, the boot listener is told (see
     on_boot_change) so that the allocation follows the boot values.
     """
     if resources.is_rescuing(instance):
