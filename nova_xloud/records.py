@@ -26,7 +26,8 @@ system_metadata.
 * sequence: bumped by the API for every accepted adjustment so that the
   compute drops one superseded by a newer one;
 * allocation stale: set (to the reason) when the placement allocation
-  could not be set to what the guest has; whoever sets it later (the drift
+  could not be set to what the guest has, after an adjustment or a boot;
+  whoever sets it later (the next adjustment, the next boot, the drift
   repair) clears it;
 * vcpus_unsettled: libvirt lost count of the guest's vCPUs (a timed-out
   unplug); vCPU changes are refused until the domain is defined anew,

@@ -81,20 +81,17 @@ def _allocation_failed(view, request_id, message):
     records.set_result(view, request_id, records.STATUS_ERROR, message)
 
 
-def reconcile_allocation(context, instance, client=None, held=None,
-                         now=None):
+def reconcile_allocation(context, instance, client=None, held=None):
     """Set the allocation to what the guest has; clear the stale mark.
 
-    For the drift repair and new boots too: ``instance`` needs its flavor
-    and system_metadata (as stored; store.update keeps them so).
+    For the drift repair too: ``instance`` needs its flavor and
+    system_metadata (as stored; store.update keeps them so).
 
     :param held: the placement.Allocation read earlier in this adjustment;
         placement is not asked again when it equals what the guest has
-    :param now: the Resources the guest has, if not the records' current
-        values for the instance's flavor
     :raises: placement.PlacementError (the mark stays)
     """
-    now = now or records.current(instance)
+    now = records.current(instance)
     if held is None or not _equals(held, now):
         placement.set_amounts(context, instance, vcpus=now.vcpus,
                               memory_mb=now.memory_mb, client=client)
@@ -124,9 +121,21 @@ class Adjuster(object):
         """The allocation follows a boot that changed what the guest has.
 
         The listener nova-compute gives libvirt_adjust.on_boot_change.
+
+        :raises: placement.PlacementError (the allocation was not set)
         """
-        reconcile_allocation(context, instance,
-                             client=self.manager.reportclient, now=now)
+        placement.set_amounts(context, instance, vcpus=now.vcpus,
+                              memory_mb=now.memory_mb,
+                              client=self.manager.reportclient)
+        try:
+            if records.allocation_stale(instance) is not None:
+                store.update(context, instance,
+                             records.clear_allocation_stale)
+        except Exception as e:
+            # The allocation is right: the drift repair clears the mark.
+            LOG.warning('Could not clear the stale allocation mark of '
+                        '%(uuid)s: %(error)s',
+                        {'uuid': instance.uuid, 'error': e})
 
     def guest_memory(self, context, instance):
         """What the guest's balloon statistics say, as a dict."""

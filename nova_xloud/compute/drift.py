@@ -164,7 +164,8 @@ def write_records(context, instance, flavor, amounts):
 def write_allocation(context, instance, amounts, client):
     """Set VCPU / MEMORY_MB of the allocation (None in a field: unchanged).
 
-    Clears the mark of an allocation left stale by an adjustment.
+    Clears the mark of an allocation left stale by an adjustment or a
+    boot.
 
     :raises: placement.PlacementError
     """
