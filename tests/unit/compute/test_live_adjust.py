@@ -1370,29 +1370,26 @@ class ApplyRecordsHookTestCase(test.NoDBTestCase):
                 resources.Resources(vcpus=2, memory_mb=1024))
         set_amounts.assert_called_once()
 
-    def test_a_reverted_move_tells_the_listener(self):
+    def _revert_a_move(self, **sysmeta):
+        """The revert's boot with sysmeta; the listener gets (3, 2048)."""
         self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
-                      xloud_current_flavorid='xl-id', xloud_live_vcpus='4',
-                      xloud_live_memory_mb='4096', xloud_live_flavorid='xl-id')
+                      xloud_current_flavorid='xl-id', **sysmeta)
         self.instance.task_state = task_states.RESIZE_REVERTING
         libvirt_adjust.apply_records(self.instance, self.flavor, None,
                                      mock.sentinel.guest)
         self.listener.assert_called_once_with(
             mock.ANY, self.instance,
             resources.Resources(vcpus=3, memory_mb=2048))
+
+    def test_a_reverted_move_tells_the_listener(self):
+        self._revert_a_move(xloud_live_vcpus='4', xloud_live_memory_mb='4096',
+                            xloud_live_flavorid='xl-id')
         self.assertNotIn(records.ALLOCATION_STALE, self.stored)
 
     def test_a_reverted_move_marks_a_failed_allocation_stale(self):
         self.listener.side_effect = placement.PlacementUnavailable(
             amounts='VCPU=3', uuid='u', host='h',
             reason='placement could not be reached')
-        self._sysmeta(xloud_current_vcpus='3', xloud_current_memory_mb='2048',
-                      xloud_current_flavorid='xl-id')
-        self.instance.task_state = task_states.RESIZE_REVERTING
-        libvirt_adjust.apply_records(self.instance, self.flavor, None,
-                                     mock.sentinel.guest)
-        self.listener.assert_called_once_with(
-            mock.ANY, self.instance,
-            resources.Resources(vcpus=3, memory_mb=2048))
+        self._revert_a_move()
         self.assertIn('not set to the 3 vCPUs and 2048 MiB of the new boot',
                       self.stored[records.ALLOCATION_STALE])
